@@ -37,6 +37,10 @@ goldens: setup
 	$(BIN)/alta-nb reproduce --profile smoke
 	$(BIN)/alta-nb goldens --profile smoke
 
+# The offline docs site from the executed notebooks (_runs/teach if it exists, else _runs/smoke).
+docs: setup
+	$(BIN)/alta-nb docs
+
 lab: setup
 	$(BIN)/jupyter lab nbs/
 

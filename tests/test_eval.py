@@ -1,0 +1,334 @@
+"Evaluation: metric functions on hand-made cases, set builders on the real public label tables, bad input, evaluate()."
+import io, json, os, subprocess, sys, zipfile
+from pathlib import Path
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import ROOT, BIN, tail
+
+from alta_nb.core import get_config
+from alta_nb.eval_sets import (CHEXPERT_5, CHEXPERT_8, CHEXPERT_LABELS, RSNA_CLASSES, EvalSet, SHIPPED, build_public_lists,
+                               check_images, chexpert_5x200, chexpert_8x200, exclusive_mask, gloria_5x200_mask,
+                               official_lists, convirt_text_queries, read_alta_rsna_list, read_id_list, rsna_gloria_split,
+                               rsna_patient_labels, shipped_set, shipped_sums, write_id_list)
+from alta_nb.retrieval import bootstrap_ci, clean_text, img2txt, precision_at_k, rank_candidates, similarity
+from alta_nb.zeroshot import (EvalSuite, best_threshold, binary_counts_metrics, class_prompts, cv_threshold_metrics,
+                              evaluate, multiclass_zeroshot, rsna_zeroshot)
+
+# ---------------------------------------------------------------- P@K, hand-made
+def test_p_at_k_known_answers():
+    sim = torch.tensor([[0.9, 0.8, 0.1], [0.2, 0.3, 0.9]])
+    assert precision_at_k(sim, [0, 1], [0, 1, 1], 1) == 1.0
+    assert precision_at_k(sim, [0, 1], [0, 1, 1], 2) == pytest.approx(0.75)
+    assert precision_at_k(sim, [0, 1], [0, 1, 1], 3) == pytest.approx((1 / 3 + 2 / 3) / 2)
+
+def test_p_at_k_class_without_hits_and_ties():
+    sim = torch.tensor([[0.5, 0.4, 0.3]])
+    assert precision_at_k(sim, [7], [0, 1, 2], 3) == 0.0                      # no candidate of class 7
+    tied = torch.zeros(2, 4)
+    assert rank_candidates(tied, 4).tolist() == [[0, 1, 2, 3]] * 2               # stable: candidate order
+    assert precision_at_k(tied, [0, 1], [1, 0, 0, 1], 1) == 0.5                 # q0 gets class 1 (miss), q1 class 1 (hit)
+    # a tie at the K boundary: candidates 1 and 2 share the 2nd score, the first listed is taken
+    assert precision_at_k(torch.tensor([[1.0, 0.5, 0.5]]), [0], [0, 1, 0], 2) == 0.5
+
+def test_p_at_k_matches_official_topk_without_ties():
+    g = torch.Generator().manual_seed(1)
+    S, ql, cl = torch.randn(40, 70, generator=g), torch.randint(0, 5, (40,), generator=g), torch.randint(0, 5, (70,), generator=g)
+    for k in (5, 10, 50):
+        official = (cl[torch.topk(S, k=k, dim=1).indices] == ql.unsqueeze(1)).to(torch.float32).mean().item()
+        assert precision_at_k(S, ql, cl, k) == pytest.approx(official, abs=1e-7)
+
+def test_p_at_k_errors():
+    with pytest.raises(ValueError, match='k=5 but there are 3 candidates'): precision_at_k(torch.zeros(1, 3), [0], [0, 0, 0], 5)
+    with pytest.raises(ValueError, match='mismatched dimension'): similarity(torch.ones(2, 32), torch.ones(2, 16))
+
+def test_img2txt_cap_is_reported():
+    e = torch.eye(4)
+    out = img2txt(e, e, [0, 0, 1, 1], ks=(5, 10, 100))
+    assert out['img2txt_k_cap'] == 4 and out['img2txt_p_at_100'] == 0.5
+
+# ---------------------------------------------------------------- zero-shot metrics, hand-made
+def test_multiclass_accuracy_and_auroc():
+    s = np.array([[0.9, 0.1], [0.4, 0.4], [0.2, 0.8]])
+    r = multiclass_zeroshot(s, [0, 1, 1])
+    assert r['acc'] == pytest.approx(2 / 3)                                        # the tie goes to class 0
+    assert r['auroc'] == pytest.approx(1.0)
+
+def test_binary_counts_and_threshold_rule():
+    assert binary_counts_metrics([1, 1, 0, 0], [1, 0, 1, 0]) == pytest.approx(
+        {'acc': 0.5, 'f1': 0.5, 'recall': 0.5, 'precision': 0.5, 'npv': 0.5})
+    assert np.isnan(binary_counts_metrics([1, 0], [0, 0])['precision'])
+    assert best_threshold([0, 0, 1, 1], [0.1, 0.3, 0.6, 0.9]) == pytest.approx(0.3)  # first t with p > t perfect
+    # F1, not accuracy, picks the threshold (the official `current_acc` is compute_acc_np's 2nd value)
+    gt = np.array([1, 0, 0, 0, 0, 1, 0, 0], bool); p = np.array([0.3, 0.5, 0.4, 0.9, 0.0, 0.7, 0.6, 0.0])
+    assert best_threshold(gt, p, 'f1') == pytest.approx(0.0)                       # F1 is first best at t=0 ...
+    assert best_threshold(gt, p, 'acc') == pytest.approx(0.6)                      # ... accuracy would pick 0.6
+
+def test_cv_threshold_matches_official_loop():
+    from sklearn.model_selection import StratifiedKFold
+    rng = np.random.default_rng(3); g = rng.random(200) < 0.35
+    p = np.clip(0.5 + 0.25 * (g - 0.5) + 0.2 * rng.standard_normal(200), 0, 1)
+    accs, f1s = [], []
+    for tr, te in StratifiedKFold(n_splits=10, shuffle=True, random_state=0).split(X=p, y=g):
+        bt, best = 0, -1
+        for t in np.arange(0, 1 + 0.005, 0.005):
+            f1 = binary_counts_metrics(g[tr], p[tr] > t)['f1']
+            if f1 > best: bt, best = t, f1
+        m = binary_counts_metrics(g[te], p[te] > bt); accs.append(m['acc']); f1s.append(m['f1'])
+    r = cv_threshold_metrics(g, p)
+    assert r['folds'] == 10 and r['acc'] == pytest.approx(np.mean(accs)) and r['f1'] == pytest.approx(np.mean(f1s))
+
+def test_rsna_probability_is_softmax_of_cosines():
+    img = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1], [0.1, 1.0]])
+    pos, neg = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    r = rsna_zeroshot(img, pos, neg, [1, 0, 1, 0], n_folds=2)
+    assert r['auroc'] == 1.0
+    assert r['prob'][0] == pytest.approx(torch.sigmoid(torch.tensor(1.0)).item())
+
+def test_bootstrap_ci():
+    x = np.r_[np.zeros(100), np.ones(100)]
+    lo, hi = bootstrap_ci(lambda i: x[i].mean(), len(x), 400, seed=0)
+    assert 0.35 < lo < 0.5 < hi < 0.65
+    assert bootstrap_ci(lambda i: x[i].mean(), len(x), 50, seed=1) == bootstrap_ci(lambda i: x[i].mean(), len(x), 50, seed=1)
+
+def test_clean_text_and_prompts():
+    assert clean_text('1. Small left effusion.\n2. No pneumothorax. Ok.') == 'small left effusion no pneumothorax'
+    p = class_prompts()
+    assert sum(map(len, p.values())) == 210 + 15 + 192 + 18 + 54
+    assert p['Pleural Effusion'].count('left bilateral pleural effusion') == 2     # the official duplicate is kept
+
+# ---------------------------------------------------------------- builders and bad input
+def _row(path, view='Frontal', **labels):
+    r = {'Path': path, 'Frontal/Lateral': view, **{c: np.nan for c in CHEXPERT_LABELS}}
+    r.update({k.replace('_', ' '): v for k, v in labels.items()}); return r
+
+def test_builders_are_deterministic_and_refuse_short_classes():
+    rows = [_row(f'r/train/patient{i:03d}/study1/view1_frontal.jpg', **{c.replace(' ', '_'): 1})
+            for i, c in enumerate(CHEXPERT_8 * 4 + CHEXPERT_5 * 4)]
+    t = pd.DataFrame(rows)
+    a, b = chexpert_5x200(t, 3, seed=0), chexpert_5x200(t.sample(frac=1, random_state=1), 3, seed=0)
+    assert a.sha256 == b.sha256                                                     # row order does not matter
+    assert chexpert_5x200(t, 3, seed=1).sha256 != a.sha256
+    with pytest.raises(ValueError, match=r"5x200 class 'Consolidation': only 4 eligible images, need 5"):
+        chexpert_5x200(t, 5)
+    q, c = chexpert_8x200(t, 2, 1, seed=0, classes=['Edema', 'Fracture'])
+    assert len(q) == 2 and len(c) == 4
+    assert not {p.split('/')[2] for p in q.items.path} & {p.split('/')[2] for p in c.items.path}   # patient-disjoint
+
+def test_missing_ids_are_listed(tmp_path):
+    es = EvalSet('s', pd.DataFrame({'path': [f'x{i}.jpg' for i in range(8)], 'label': 'Edema'}), CHEXPERT_5)
+    (tmp_path/'x0.jpg').write_bytes(b'')
+    with pytest.raises(FileNotFoundError, match=r"7 of 8 ids not found under .*: x1.jpg, x2.jpg, x3.jpg, x4.jpg, x5.jpg …"):
+        check_images(es, tmp_path)
+
+def test_prompts_for_a_missing_class_fail():
+    s5 = EvalSet('s5', pd.DataFrame({'path': ['a'], 'label': ['Edema']}), ['Edema'])
+    q = EvalSet('q', pd.DataFrame({'path': ['a'], 'label': ['Edema']}), ['Edema'])
+    r = EvalSet('r', pd.DataFrame({'path': ['a'], 'label': ['Normal']}), RSNA_CLASSES)
+    with pytest.raises(ValueError, match=r"prompts for class\(es\) \['Atelectasis'"):
+        EvalSuite(s5, q, q, r)
+
+def test_id_list_roundtrip_and_checksum(tmp_path):
+    es = EvalSet('s', pd.DataFrame({'path': ['a.jpg', 'b.jpg'], 'label': ['Edema', 'Atelectasis']}), CHEXPERT_5)
+    sha = write_id_list(es, tmp_path/'s.csv')
+    assert read_id_list(tmp_path/'s.csv', classes=CHEXPERT_5, sha256=sha).sha256 == sha
+    (tmp_path/'s.csv').write_text((tmp_path/'s.csv').read_text() + 'c.jpg,Edema\n')
+    with pytest.raises(ValueError, match='differs from the expected'): read_id_list(tmp_path/'s.csv', sha256=sha)
+
+def test_shipped_lists_verify():
+    for name in SHIPPED: assert len(shipped_set(name)) > 0
+    assert shipped_set('chexpert_8x200_query').counts() == {c: 10 for c in CHEXPERT_8}
+    assert shipped_set('chexpert_8x200_candidate').counts() == {c: 200 for c in CHEXPERT_8}
+    # only our own rebuilds ship: no file fetched from another repository
+    shipped_files = {f for f, _ in SHIPPED.values()}
+    assert set(shipped_sums()) == shipped_files
+    from alta_nb.eval_sets import EVALSETS_DIR
+    assert {p.name for p in EVALSETS_DIR.iterdir()} == shipped_files | {'SHA256SUMS', 'README.md'}
+
+def _fake_checkouts(d: Path):
+    "Tiny ALTA and ConVIRT checkouts with the real file names and columns (made-up ids, labels and text)."
+    alta, cv = d/'ALTA', d/'convirt'
+    for sub in (alta/'CheXpert5X200_dataset', alta/'RSNA_dataset', cv/'image-retrieval', cv/'text-retrieval'): sub.mkdir(parents=True)
+    meta = ['Path', 'Sex', 'Age', 'Frontal/Lateral', 'AP/PA']
+    row = lambda p, pos: [p, 'Male', 50, 'Frontal', 'PA'] + [float(c == pos) for c in CHEXPERT_LABELS]
+    pd.DataFrame([row(f'r/train/patient{i}/study1/view1_frontal.jpg', c) + [f'made-up report {i}.'] for i, c in enumerate(CHEXPERT_5)],
+                 columns=meta + CHEXPERT_LABELS + ['Report Impression']).to_csv(alta/'CheXpert5X200_dataset'/'chexpert_5x200.csv')
+    (alta/'RSNA_dataset'/'val_list.txt').write_text('stage_2_train_images/a.dcm 1 \nstage_2_train_images/b.dcm 0 \n')
+    (alta/'RSNA_dataset'/'test_list.txt').write_text('stage_2_test_images/c.dcm 0 \n\n')
+    pd.DataFrame({'Variable': CHEXPERT_8, 'Path': [f'r/train/patient9{i}/study1/view1_frontal.jpg' for i in range(8)]}).to_csv(
+        cv/'image-retrieval'/'query.csv', index=False)
+    pd.DataFrame([row(f'r/train/patient8{i}/study1/view1_frontal.jpg', c) for i, c in enumerate(CHEXPERT_8[::-1])],
+                 columns=meta + CHEXPERT_LABELS).to_csv(cv/'image-retrieval'/'candidate.csv', index=False)
+    pd.DataFrame({'Variable': ['Pneumothorax', 'Edema', 'Pneumothorax'], 'Text': ['made-up a.', 'made-up b.', 'made-up c.']}).to_csv(
+        cv/'text-retrieval'/'query.csv', index=False)
+    return alta, cv
+
+def test_official_lists_on_fake_checkouts(tmp_path):
+    alta, cv = _fake_checkouts(tmp_path)
+    sets = official_lists(alta, cv)
+    assert set(sets) == {'chexpert_5x200_alta', 'rsna_alta_val', 'rsna_alta_test', 'chexpert_8x200_convirt_query',
+                         'chexpert_8x200_convirt_candidate'}
+    a5 = sets['chexpert_5x200_alta']
+    assert a5.items['label'].tolist() == CHEXPERT_5 and list(a5.items.columns) == ['path', 'label']   # report text dropped
+    assert 'made-up report' not in a5.id_list()
+    assert sets['rsna_alta_val'].labels.tolist() == [1, 0] and len(sets['rsna_alta_test']) == 1
+    assert sets['chexpert_8x200_convirt_query'].items['label'].tolist() == CHEXPERT_8
+    assert sets['chexpert_8x200_convirt_candidate'].items['label'].tolist() == CHEXPERT_8[::-1]
+    assert convirt_text_queries(cv) == {'Edema': ['made-up b.'], 'Pneumothorax': ['made-up a.', 'made-up c.']}
+    assert set(official_lists(convirt_repo=cv)) == {'chexpert_8x200_convirt_query', 'chexpert_8x200_convirt_candidate'}
+
+def test_official_lists_bad_checkouts(tmp_path):
+    alta, cv = _fake_checkouts(tmp_path)
+    (alta/'RSNA_dataset'/'test_list.txt').unlink()
+    with pytest.raises(FileNotFoundError, match=r"RSNA_dataset/test_list.txt not found: expected a checkout of https://github.com/DopamineLcy/ALTA"):
+        official_lists(alta_repo=alta)
+    with pytest.raises(FileNotFoundError, match=r"text-retrieval/query.csv not found: expected a checkout of https://github.com/yuhaozhang/convirt"):
+        convirt_text_queries(tmp_path)
+    with pytest.raises(ValueError, match='give alta_repo'): official_lists()
+    q = cv/'image-retrieval'/'query.csv'; q.write_text('Class,Path\nEdema,x.jpg\n')
+    with pytest.raises(ValueError, match=r"query.csv: missing column\(s\) \['Variable'\]"): official_lists(convirt_repo=cv)
+    q.write_text('Variable,Path\nEdema,x.jpg\n')
+    c = pd.read_csv(cv/'image-retrieval'/'candidate.csv'); c.loc[2, 'Fracture'] = 1.0; c.to_csv(cv/'image-retrieval'/'candidate.csv', index=False)
+    with pytest.raises(ValueError, match=r"candidate.csv row 3: expected exactly one of"): official_lists(convirt_repo=cv)
+
+@pytest.fixture(scope='session')
+def alta_checkout():
+    "A local checkout of github.com/DopamineLcy/ALTA named by ALTA_OFFICIAL_REPO (its lists are never shipped)."
+    d = os.environ.get('ALTA_OFFICIAL_REPO')
+    if not d: pytest.skip('ALTA_OFFICIAL_REPO is unset: set it to a checkout of https://github.com/DopamineLcy/ALTA to check its lists')
+    return Path(d)
+
+@pytest.fixture(scope='session')
+def convirt_checkout():
+    "A local checkout of github.com/yuhaozhang/convirt named by CONVIRT_REPO (its lists are never shipped)."
+    d = os.environ.get('CONVIRT_REPO')
+    if not d: pytest.skip('CONVIRT_REPO is unset: set it to a checkout of https://github.com/yuhaozhang/convirt to check its lists')
+    return Path(d)
+
+def test_official_alta_lists_read(alta_checkout):
+    sets = official_lists(alta_repo=alta_checkout)
+    assert sets['chexpert_5x200_alta'].counts() == {c: 200 for c in CHEXPERT_5}
+    assert len(sets['rsna_alta_test']) == 3000 and len(sets['rsna_alta_val']) == 1500
+    assert list(sets['chexpert_5x200_alta'].items.columns) == ['path', 'label']
+
+def test_official_convirt_lists_read(convirt_checkout):
+    sets = official_lists(convirt_repo=convirt_checkout)
+    assert sets['chexpert_8x200_convirt_query'].counts() == {c: 10 for c in CHEXPERT_8}
+    assert sets['chexpert_8x200_convirt_candidate'].counts() == {c: 200 for c in CHEXPERT_8}
+    assert {c: len(v) for c, v in convirt_text_queries(convirt_checkout).items()} == {c: 5 for c in CHEXPERT_8}
+
+# ---------------------------------------------------------------- the real public label tables (torchxrayvision wheel)
+@pytest.fixture(scope='session')
+def xrv_wheel():
+    "The torchxrayvision 1.5.7 wheel (read from the zip, never installed or redistributed); cached in .whl/."
+    d = ROOT/'.whl'; d.mkdir(exist_ok=True)
+    found = sorted(d.glob('torchxrayvision-1.5.7-*.whl'))
+    if not found:
+        p = subprocess.run([sys.executable, '-m', 'pip', 'download', '--no-deps', 'torchxrayvision==1.5.7', '-d', str(d)],
+                           capture_output=True, text=True, timeout=300)
+        found = sorted(d.glob('torchxrayvision-1.5.7-*.whl'))
+        if p.returncode or not found: pytest.skip(f'PyPI unreachable, cannot fetch torchxrayvision 1.5.7: {tail(p.stderr, 2)}')
+    return zipfile.ZipFile(found[0])
+
+@pytest.fixture(scope='session')
+def real_tables(xrv_wheel):
+    chex = pd.read_csv(xrv_wheel.open('torchxrayvision/data/chexpert_train.csv.gz'), compression='gzip')
+    rsna = pd.read_csv(io.BytesIO(xrv_wheel.read('torchxrayvision/data/kaggle_stage_2_train_labels.csv.zip')), compression='zip')
+    return chex, rsna
+
+def test_shipped_lists_rebuild_from_public_tables(real_tables, tmp_path):
+    chex, rsna = real_tables
+    sets = build_public_lists(chex, rsna, dest=tmp_path)
+    sums = shipped_sums()
+    for name, es in sets.items(): assert es.sha256 == sums[SHIPPED[name][0]], name
+    assert sets['chexpert_5x200'].counts() == {c: 200 for c in CHEXPERT_5}
+
+def test_alta_5x200_list_obeys_gloria_rule(real_tables, alta_checkout):
+    chex, _ = real_tables
+    alta = official_lists(alta_repo=alta_checkout)['chexpert_5x200_alta']
+    t = chex.set_index('Path').loc[alta.items.path].reset_index()
+    ok = [bool(gloria_5x200_mask(t.iloc[[i]], cls).iloc[0]) for i, cls in enumerate(alta.items.label)]
+    assert all(ok), f'{ok.count(False)} images of ALTA 5x200 break GLoRIA\'s rule'
+    assert alta.counts() == {c: 200 for c in CHEXPERT_5}
+
+def test_convirt_lists_obey_exclusive_rule(real_tables, convirt_checkout):
+    chex, _ = real_tables
+    off = official_lists(convirt_repo=convirt_checkout)
+    for name in ('chexpert_8x200_convirt_candidate', 'chexpert_8x200_convirt_query'):
+        es = off[name]
+        t = chex.set_index('Path').loc[es.items.path].reset_index()
+        ok = [bool(exclusive_mask(t.iloc[[i]], cls).iloc[0]) for i, cls in enumerate(es.items.label)]
+        assert all(ok), f"{ok.count(False)} images of {name} are not exclusively positive"
+
+def test_alta_rsna_val_agrees_with_kaggle_labels(real_tables, alta_checkout):
+    _, rsna = real_tables
+    lab = rsna_patient_labels(rsna).set_index('patientId')['Target']
+    val = official_lists(alta_repo=alta_checkout)['rsna_alta_val']
+    ids = val.items.path.str.split('/').str[1].str.replace('.dcm', '', regex=False)
+    assert ids.isin(lab.index).all()
+    assert (lab.loc[ids].to_numpy() == val.labels).all()
+
+def test_real_class_counts_are_reported(real_tables):
+    chex, _ = real_tables
+    with pytest.raises(ValueError, match=r"8x200 class 'Pneumonia': only 296 eligible images, need 410"):
+        chexpert_8x200(chex, per_class=400)
+
+# ---------------------------------------------------------------- evaluate() on a toy model whose answer we know
+class _Tok:
+    "Whitespace tokenizer: word -> fixed id (hash), padded."
+    def __call__(self, texts, padding=True, truncation=True, max_length=16, return_tensors='pt'):
+        ids = [[1 + (sum(map(ord, w)) % 97) for w in t.split()][:max_length] or [1] for t in texts]
+        n = max(map(len, ids))
+        return {'input_ids': torch.tensor([i + [0] * (n - len(i)) for i in ids]),
+                'attention_mask': torch.tensor([[1] * len(i) + [0] * (n - len(i)) for i in ids])}
+
+class _Oracle(torch.nn.Module):
+    "Images are class one-hots (+noise) already; texts map to the class named by their words."
+    def __init__(self, classes, noise=0.0):
+        super().__init__(); self.w = torch.nn.Parameter(torch.eye(len(classes) + 2)); self.classes = classes; self.noise = noise
+        self.tokenizer = _Tok()
+    def encode_image(self, x, view_mask=None): return torch.nn.functional.normalize(x @ self.w, dim=-1)
+    def encode_text(self, ids, mask, normalize=True):
+        tok = _Tok()
+        keys = {c: set(tok([c.lower()])['input_ids'][0].tolist()) for c in self.classes}
+        out = torch.full((len(ids), len(self.classes) + 2), 0.01)
+        for b, row in enumerate(ids.tolist()):
+            for k, c in enumerate(self.classes):
+                if keys[c] & set(row): out[b, k] += 1
+        return torch.nn.functional.normalize(out, dim=-1) if normalize else out
+
+def test_evaluate_on_an_oracle(monkeypatch):
+    import alta_nb.retrieval as R
+    cfg = get_config('smoke', bootstrap=20)
+    allc = ['Atelectasis', 'Cardiomegaly', 'Pneumonia', 'Normal']
+    def mk(name, labels, classes, text=False):
+        items = pd.DataFrame({'path': [f'{name}/{i}.jpg' for i in range(len(labels))], 'label': labels})
+        if text: items['text'] = [f'there is {l.lower()}.' for l in labels]
+        return EvalSet(name, items, classes, Path('.'))
+    two = ['Atelectasis', 'Cardiomegaly']
+    s5 = mk('s5', two * 12, two, text=True); q = mk('q', two * 2, two); c = mk('c', two * 12, two)
+    rs = mk('rs', ['Pneumonia', 'Normal'] * 12, RSNA_CLASSES)
+    def fake_dataset(es, cfg):
+        return [torch.nn.functional.one_hot(torch.tensor(allc.index(l)), 6).float() for l in es.items.label]
+    monkeypatch.setattr(R, 'image_dataset', fake_dataset)
+    suite = EvalSuite(s5, q, c, rs, class_prompts={'Atelectasis': ['mild atelectasis'], 'Cardiomegaly': ['mild cardiomegaly']},
+                      rsna_prompts={'Pneumonia': ['pneumonia'], 'Normal': ['normal']},
+                      text_queries={'Atelectasis': ['atelectasis'], 'Cardiomegaly': ['cardiomegaly']})
+    out = evaluate(_Oracle(allc), suite, cfg, cache=False)
+    for k in ('img2img_p_at_10', 'txt2img_p_at_10', 'img2txt_p_at_5', 'img2txt_p_at_10', 'zeroshot_chexpert_acc', 'rsna_auroc', 'rsna_acc', 'rsna_f1'):
+        assert out[k] == pytest.approx(1.0), (k, out[k])
+    assert out['img2txt_p_at_100'] == pytest.approx(0.5) and out['img2txt_k_cap'] == 24   # capped: the whole set
+    assert out['rsna_auroc_lo'] <= out['rsna_auroc'] <= out['rsna_auroc_hi']
+
+# ---------------------------------------------------------------- the ordinal check at the teach profile
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get('ALTA_SLOW'), reason='trains five teach-profile models (long on a CPU); set ALTA_SLOW=1 to run')
+def test_teach_alta_beats_random_init(tmp_path):
+    "At the teach profile ALTA (multiview) beats the random-init model on every headline metric."
+    p = subprocess.run([str(BIN/'papermill'), str(ROOT/'nbs'/'13_eval_zeroshot.ipynb'), str(tmp_path/'out.ipynb'),
+                        '-p', 'profile', 'teach', '-p', 'run_dir', str(tmp_path), '-k', 'alta_nb', '--cwd', str(ROOT/'nbs')],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, tail(p.stderr, 20)
+    m = json.loads((tmp_path/'metrics.json').read_text())
+    assert m['alta_beats_random_count'] == 9, m
