@@ -378,7 +378,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'alta_nb.train._saved_bytes': ('train.html#_saved_bytes', 'alta_nb/train.py'),
                                'alta_nb.train._set_rng_state': ('train.html#_set_rng_state', 'alta_nb/train.py'),
                                'alta_nb.train._train_cached': ('train.html#_train_cached', 'alta_nb/train.py'),
-                               'alta_nb.train.all_gather_grad': ('train.html#all_gather_grad', 'alta_nb/train.py'),
                                'alta_nb.train.bench_step': ('train.html#bench_step', 'alta_nb/train.py'),
                                'alta_nb.train.benchmark_ratios': ('train.html#benchmark_ratios', 'alta_nb/train.py'),
                                'alta_nb.train.clip_loss': ('train.html#clip_loss', 'alta_nb/train.py'),

@@ -76,7 +76,8 @@ def test_torchrun_two_gloo_processes_equal_one(tmp_path):
     assert abs(one['loss'] - two['loss']) < 1e-5, (one['loss'], two['loss'])
     g1, g2 = load_file(str(tmp_path/'grads_w1.safetensors')), load_file(str(tmp_path/'grads_w2.safetensors'))
     assert g1.keys() == g2.keys() and g1
-    for k in g1: torch.testing.assert_close(g2[k], g1[k], rtol=1e-4, atol=1e-6, msg=lambda m: f'{k}: {m}')
+    # float32 sums in another order (two half-batch grads averaged vs one batch): ~1e-6 apart; a lost gradient is far more
+    for k in g1: torch.testing.assert_close(g2[k], g1[k], rtol=1e-4, atol=1e-5, msg=lambda m: f'{k}: {m}')
     assert len(one['fit']) == len(two['fit']) == 3
     for a, b in zip(one['fit'], two['fit']): assert abs(a - b) < 1e-4, (one['fit'], two['fit'])
     w1, w2 = load_file(str(tmp_path/'weights_w1.safetensors')), load_file(str(tmp_path/'weights_w2.safetensors'))
