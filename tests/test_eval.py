@@ -192,19 +192,17 @@ def test_official_lists_bad_checkouts(tmp_path):
     c = pd.read_csv(cv/'image-retrieval'/'candidate.csv'); c.loc[2, 'Fracture'] = 1.0; c.to_csv(cv/'image-retrieval'/'candidate.csv', index=False)
     with pytest.raises(ValueError, match=r"candidate.csv row 3: expected exactly one of"): official_lists(convirt_repo=cv)
 
-@pytest.fixture(scope='session')
-def alta_checkout():
-    "A local checkout of github.com/DopamineLcy/ALTA named by ALTA_OFFICIAL_REPO (its lists are never shipped)."
-    d = os.environ.get('ALTA_OFFICIAL_REPO')
-    if not d: pytest.skip('ALTA_OFFICIAL_REPO is unset: set it to a checkout of https://github.com/DopamineLcy/ALTA to check its lists')
+def _checkout(var: str, repo: str) -> Path:
+    "The local checkout of `repo` named by env var `var` (third-party lists are never shipped); skip when unset."
+    d = os.environ.get(var)
+    if not d: pytest.skip(f'{var} is unset: set it to a checkout of https://github.com/{repo} to check its lists')
     return Path(d)
 
 @pytest.fixture(scope='session')
-def convirt_checkout():
-    "A local checkout of github.com/yuhaozhang/convirt named by CONVIRT_REPO (its lists are never shipped)."
-    d = os.environ.get('CONVIRT_REPO')
-    if not d: pytest.skip('CONVIRT_REPO is unset: set it to a checkout of https://github.com/yuhaozhang/convirt to check its lists')
-    return Path(d)
+def alta_checkout(): return _checkout('ALTA_OFFICIAL_REPO', 'DopamineLcy/ALTA')
+
+@pytest.fixture(scope='session')
+def convirt_checkout(): return _checkout('CONVIRT_REPO', 'yuhaozhang/convirt')
 
 def test_official_alta_lists_read(alta_checkout):
     sets = official_lists(alta_repo=alta_checkout)
