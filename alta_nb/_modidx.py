@@ -2,8 +2,6 @@
 
 d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_url': '', 'lib_path': 'alta_nb'},
   'syms': { 'alta_nb.ablations': { 'alta_nb.ablations.build_variant': ('ablations.html#build_variant', 'alta_nb/ablations.py'),
-                                   'alta_nb.ablations.equal_compute_epochs': ( 'ablations.html#equal_compute_epochs',
-                                                                               'alta_nb/ablations.py'),
                                    'alta_nb.ablations.learning_curves': ('ablations.html#learning_curves', 'alta_nb/ablations.py'),
                                    'alta_nb.ablations.run_ablations': ('ablations.html#run_ablations', 'alta_nb/ablations.py'),
                                    'alta_nb.ablations.verdicts': ('ablations.html#verdicts', 'alta_nb/ablations.py')},
@@ -384,6 +382,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'alta_nb.train.count_params': ('train.html#count_params', 'alta_nb/train.py'),
                                'alta_nb.train.dist_info': ('train.html#dist_info', 'alta_nb/train.py'),
                                'alta_nb.train.epoch_loader': ('train.html#epoch_loader', 'alta_nb/train.py'),
+                               'alta_nb.train.equal_compute_epochs': ('train.html#equal_compute_epochs', 'alta_nb/train.py'),
                                'alta_nb.train.fake_batch': ('train.html#fake_batch', 'alta_nb/train.py'),
                                'alta_nb.train.fit': ('train.html#fit', 'alta_nb/train.py'),
                                'alta_nb.train.init_distributed': ('train.html#init_distributed', 'alta_nb/train.py'),
