@@ -56,6 +56,7 @@ class Config:
     mlm_prob: float = 0.5           # masking ratio for image-conditioned MLM
     embed_dim: int = 32             # joint projection (paper: 128)
     train_text: bool = False        # also train the text BERT (no CXR-BERT on disk: a frozen stand-in can't align)
+    text_rsm_steps: int = 0         # no CXR-BERT: steps of findings↔impression matching (CXR-BERT's RSM) for the stand-in
     # --- weights a user may have on disk (never downloaded)
     mrm_checkpoint: str = ''        # path to the official MRM.pth
     cxrbert_path: str = ''          # local HF directory of BiomedVLP-CXR-BERT-specialized
@@ -87,12 +88,12 @@ class Config:
 
 # %% ../nbs/00_core.ipynb #a0975dfd
 PROFILES: dict[str, dict[str, Any]] = {
-    'smoke': dict(threads=1, train_text=True),
+    'smoke': dict(threads=1, train_text=True, text_rsm_steps=20),
     'teach': dict(n_subjects=160, studies_per_subject=4, synth_image_size=96, image_size=64, hires_size=128,
                   patch_size=8, vit_dim=128, vit_depth=4, vit_heads=4, decoder_dim=64, decoder_depth=2,
                   decoder_heads=4, text_dim=128, text_layers=2, text_heads=4, text_intermediate=256,
-                  vocab_size=2000, embed_dim=64, train_text=True, batch_size=16, epochs=8, mrm_epochs=30, lr=1e-3,
-                  warmup_epochs=1.0, eval_per_class=40, bootstrap=500, n_seeds=3),
+                  vocab_size=2000, embed_dim=64, train_text=True, text_rsm_steps=300, batch_size=16, epochs=8, mrm_epochs=30, lr=1e-3,
+                  warmup_epochs=1.0, eval_per_class=100, bootstrap=500, n_seeds=3),
     'paper': dict(synth_image_size=256, image_size=224, hires_size=448, patch_size=16, vit_dim=768,
                   vit_depth=12, vit_heads=12, decoder_dim=768, decoder_depth=4, decoder_heads=6,
                   text_dim=768, text_layers=12, text_heads=12, text_intermediate=3072, vocab_size=30522,

@@ -23,8 +23,8 @@ __all__ = ['PAPER_SCHEDULES', 'MRM_PAPER_TEXT', 'ToyStudies', 'clip_loss', 'ToyS
            'init_distributed', 'is_main', 'unwrap', 'model_state', 'save_weights', 'load_weights', 'list_checkpoints',
            'save_checkpoint', 'load_checkpoint', 'write_history', 'fit', 'fake_batch', 'count_params', 'MetaScalars',
            'train_flops', 'code_version', 'step_flops', 'schedule_compute', 'StepBench', 'bench_step', 'run_benchmark',
-           'benchmark_ratios', 'model_key', 'loader_tokenizer', 'model_dir', 'pretrained', 'equal_compute_epochs',
-           'main']
+           'benchmark_ratios', 'model_key', 'loader_tokenizer', 'model_dir', 'pretrained', 'section_pairs',
+           'rsm_pretrain', 'text_stand_in', 'equal_compute_epochs', 'main']
 
 # %% ../nbs/10_train.ipynb #5fc1ef8c
 class ToyStudies(Dataset):
@@ -592,11 +592,17 @@ def benchmark_ratios(df) -> dict:
 
 # %% ../nbs/10_train.ipynb #ad2ce3c3
 _NOT_WEIGHT_FIELDS = {'device', 'num_workers', 'eval_per_class', 'bootstrap', 'n_seeds', 'eval_every', 'ckpt_every', 'keep_ckpts', 'compile'}
+# fields only the alignment stage reads: every ALTA variant of a seed shares one MRM pretraining
+_ALIGNMENT_ONLY_FIELDS = {'epochs', 'n_views', 'multiview', 'adapter_ratio', 'adapter_init', 'embed_dim', 'train_text',
+                          'cxrbert_path', 'text_rsm_steps'}
 
 def model_key(cfg: Config, kind: str) -> str:
     "A short hash of the config fields that determine the trained weights of `kind`, and of the code."
     d = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_WEIGHT_FIELDS}
-    if kind == 'mrm': d['epochs'] = cfg.mrm_epochs
+    if kind in ('mrm', 'text_rsm'):      # the pretraining stages
+        d = {k: v for k, v in d.items() if k not in _ALIGNMENT_ONLY_FIELDS}
+        d['epochs'] = cfg.mrm_epochs
+        if kind == 'text_rsm': d['text_rsm_steps'] = cfg.text_rsm_steps
     return f"{kind}-{hashlib.sha256(json.dumps([kind, d, code_version()], sort_keys=True).encode()).hexdigest()[:12]}"
 
 def loader_tokenizer(dl: DataLoader, cfg: Config):
@@ -650,11 +656,70 @@ def pretrained(cfg: Config, kind: str = 'alta', progress: bool = False, **overri
             def init(m):
                 sd = mrm.state_dict()
                 m.load_mrm_state(sd)
-                # No CXR-BERT on disk: the MRM model's report BERT, trained by masked report modeling on the same
-                # reports, is the kit's stand-in for it (a frozen *random* text tower could not align anything).
-                if not cfg.cxrbert_path: m.load_text_state(sd)
+                # No CXR-BERT on disk: the MRM model's report BERT (masked report modeling) + section matching on
+                # the same reports is the kit's stand-in for it (a frozen *random* text tower could not align anything).
+                if not cfg.cxrbert_path: m.load_text_state(text_stand_in(cfg, progress))
         return _train_cached(cfg, kind, init, progress)[0]
     return _train_cached(cfg, kind, None, progress)[0]
+
+# %% ../nbs/10_train.ipynb #ccccac21
+def section_pairs(cfg: Config, split: str = 'train') -> list[tuple[str, str]]:
+    "(findings, impression) of every `split` study whose report has both sections: the pairs of CXR-BERT's RSM."
+    from alta_nb.data import study_root, alta_table
+    from alta_nb.mimic import extract_sections
+    root, _ = study_root(cfg)
+    pairs = []
+    for r in alta_table(cfg, split).itertuples():
+        p = root/'files'/f'p{str(r.subject_id)[:2]}'/f'p{r.subject_id}'/f's{r.study_id}.txt'
+        if not p.is_file(): raise FileNotFoundError(f"{p}: report of study s{r.study_id} not found (section matching reads the report's sections)")
+        s = extract_sections(p.read_text(errors='replace'))
+        if s['findings'] and s['impression']: pairs.append((s['findings'], s['impression']))
+    if len(pairs) < 2: raise ValueError(f"{root}: {len(pairs)} {split} report(s) with both FINDINGS and IMPRESSION; section matching needs at least 2")
+    return pairs
+
+def rsm_pretrain(tower: nn.Module, tokenizer, pairs, cfg: Config, steps: int, batch_size: int = 32) -> list[float]:
+    "Train `tower` (BERT + [CLS] projection) for `steps` of findings↔impression InfoNCE; returns the loss per step."
+    from alta_nb.alta import global_contrastive_loss
+    rng = random.Random(cfg.seed)
+    params = list(tower.mlm.bert.parameters()) + list(tower.cls_projection_head.parameters())
+    log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+    opt = torch.optim.AdamW([{'params': params, 'weight_decay': cfg.weight_decay}, {'params': [log_scale], 'weight_decay': 0.0}], lr=cfg.lr)
+    embed = lambda texts: tower.encode_text(**tokenizer(list(texts), truncation=True, max_length=cfg.max_text_len, padding=True,
+                                                        return_tensors='pt', return_token_type_ids=False))
+    tower.train(); losses = []
+    for step in range(steps):
+        batch = rng.sample(pairs, min(batch_size, len(pairs)))
+        lr = cfg.lr * lr_factor(step, max(1, steps // 10), steps)
+        for g in opt.param_groups: g['lr'] = lr
+        loss = global_contrastive_loss(embed(f for f, _ in batch), embed(i for _, i in batch), log_scale.exp())
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        losses.append(loss.item())
+    return losses
+
+def text_stand_in(cfg: Config, progress: bool = False) -> dict:
+    "State of the stand-in text tower (`mlm.*`, `cls_projection_head.*`): MRM's report BERT + `cfg.text_rsm_steps` of RSM, cached."
+    from alta_nb.text import build_text_tower
+    from alta_nb.data import get_tokenizer
+    mrm = pretrained(cfg, 'mrm', progress)
+    if not cfg.text_rsm_steps: return mrm.state_dict()
+    final = model_dir(cfg, 'text_rsm')
+    seed_everything(cfg.seed)
+    tok = get_tokenizer(cfg)
+    tower = build_text_tower(cfg, tok, adapters=False)
+    if not (final/'model.safetensors').is_file():
+        res = tower.load_state_dict({k: v for k, v in mrm.state_dict().items() if k.startswith('mlm.')}, strict=False)
+        if [k for k in res.missing_keys if k.startswith('mlm.')]: raise ValueError(f"MRM state lacks text keys {res.missing_keys[:3]}")
+        losses = rsm_pretrain(tower, tok, section_pairs(cfg), cfg, cfg.text_rsm_steps)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f'.tmp_{final.name}_', dir=final.parent))
+        try:
+            save_weights(tower, tmp/'model.safetensors')
+            write_history(tmp/'metrics.csv', [dict(step=i + 1, rsm_loss=l) for i, l in enumerate(losses)])
+            try: os.replace(tmp, final)
+            except OSError: pass            # another process finished first: use its weights
+        finally: shutil.rmtree(tmp, ignore_errors=True)
+    load_weights(tower, final/'model.safetensors')
+    return tower.state_dict()
 
 # %% ../nbs/10_train.ipynb #b11c56d4
 def equal_compute_epochs(cfg: Config) -> tuple[int, dict]:

@@ -102,3 +102,47 @@ def test_bad_input_one_line_errors(tmp_path):
     (ck/'model.safetensors').write_bytes((ck/'model.safetensors').read_bytes()[:200])   # truncated
     with pytest.raises(ValueError, match='truncated') as e: fit(ToyStudyModel(), dl, cfg, tmp_path/'ok', resume=True, progress=False)
     assert '\n' not in str(e.value)
+
+# ---------------------------------------------------------------- the CXR-BERT stand-in: section matching (RSM)
+def test_rsm_trains_the_cls_projection_and_matches_sections():
+    "Findings↔impression InfoNCE leaves the collapsed start (loss log B), and trains only BERT + the [CLS] projection."
+    import math
+    from alta_nb.data import train_tokenizer
+    from alta_nb.text import build_text_tower
+    from alta_nb.train import rsm_pretrain
+    from alta_nb.core import seed_everything
+    words = ['cardiomegaly', 'effusion', 'pneumothorax', 'atelectasis', 'edema', 'nodule', 'fracture', 'consolidation']
+    pairs = [(f'There is {w}. No other finding. The mediastinal contours are normal.', f'{w.capitalize()}.') for w in words]
+    cfg = get_config('smoke', lr=1e-2)      # from random init a tiny BERT needs a high lr to leave the collapse
+    tok = train_tokenizer([t for p in pairs for t in p], vocab_size=200)
+    seed_everything(0)
+    tower = build_text_tower(cfg, tok, adapters=False)
+    before = {k: v.clone() for k, v in tower.state_dict().items()}
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    try: losses = rsm_pretrain(tower, tok, pairs, cfg, steps=100, batch_size=8)
+    finally: torch.set_num_threads(n)
+    assert len(losses) == 100 and all(math.isfinite(x) for x in losses)
+    assert sum(losses[-10:]) / 10 < 0.8 * math.log(8), losses[-10:]
+    after = tower.state_dict()
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    assert any(k.startswith('cls_projection_head.') for k in changed) and any(k.startswith('mlm.bert.encoder.') for k in changed)
+    assert not any(k.startswith('local_projection_head.') for k in changed), sorted(changed)[:5]
+
+def test_text_stand_in_is_cached_and_checks_its_reports(tmp_path, monkeypatch):
+    "The RSM stand-in trains once per config (second call loads it) and a missing data root says where it looked."
+    from alta_nb.train import text_stand_in, model_dir, section_pairs
+    monkeypatch.setenv('ALTA_DATA', str(tmp_path))
+    cfg = get_config('smoke', text_rsm_steps=5)
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    try:
+        a = text_stand_in(cfg)
+        f = model_dir(cfg, 'text_rsm')/'model.safetensors'
+        t0 = f.stat().st_mtime_ns
+        b = text_stand_in(cfg)
+    finally: torch.set_num_threads(n)
+    assert f.stat().st_mtime_ns == t0 and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert any(k.startswith('cls_projection_head.') for k in a) and any(k.startswith('mlm.bert.') for k in a)
+    assert model_dir(cfg, 'text_rsm') != model_dir(cfg.replace(text_rsm_steps=6), 'text_rsm')
+    assert model_dir(cfg, 'mrm') == model_dir(cfg.replace(text_rsm_steps=6, epochs=9, n_views=1), 'mrm')   # one MRM per seed
+    with pytest.raises(FileNotFoundError, match='no_such_root'):
+        section_pairs(cfg.replace(data_root=str(tmp_path/'no_such_root')))
