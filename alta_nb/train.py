@@ -667,10 +667,11 @@ def section_pairs(cfg: Config, split: str = 'train') -> list[tuple[str, str]]:
     "(findings, impression) of every `split` study whose report has both sections: the pairs of CXR-BERT's RSM."
     from alta_nb.data import study_root, alta_table
     from alta_nb.mimic import extract_sections
+    from alta_nb.synthcxr import report_relpath
     root, _ = study_root(cfg)
     pairs = []
     for r in alta_table(cfg, split).itertuples():
-        p = root/'files'/f'p{str(r.subject_id)[:2]}'/f'p{r.subject_id}'/f's{r.study_id}.txt'
+        p = root/report_relpath(r.subject_id, r.study_id)
         if not p.is_file(): raise FileNotFoundError(f"{p}: report of study s{r.study_id} not found (section matching reads the report's sections)")
         s = extract_sections(p.read_text(errors='replace'))
         if s['findings'] and s['impression']: pairs.append((s['findings'], s['impression']))
