@@ -371,6 +371,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'alta_nb.train._count_step_flops': ('train.html#_count_step_flops', 'alta_nb/train.py'),
                                'alta_nb.train._loss_items': ('train.html#_loss_items', 'alta_nb/train.py'),
                                'alta_nb.train._n_images': ('train.html#_n_images', 'alta_nb/train.py'),
+                               'alta_nb.train._publish_dir': ('train.html#_publish_dir', 'alta_nb/train.py'),
                                'alta_nb.train._rng_state': ('train.html#_rng_state', 'alta_nb/train.py'),
                                'alta_nb.train._saved_bytes': ('train.html#_saved_bytes', 'alta_nb/train.py'),
                                'alta_nb.train._set_rng_state': ('train.html#_set_rng_state', 'alta_nb/train.py'),

@@ -600,9 +600,8 @@ def model_key(cfg: Config, kind: str) -> str:
     "A short hash of the config fields that determine the trained weights of `kind`, and of the code."
     d = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_WEIGHT_FIELDS}
     if kind in ('mrm', 'text_rsm'):      # the pretraining stages
-        d = {k: v for k, v in d.items() if k not in _ALIGNMENT_ONLY_FIELDS}
-        d['epochs'] = cfg.mrm_epochs
-        if kind == 'text_rsm': d['text_rsm_steps'] = cfg.text_rsm_steps
+        drop = _ALIGNMENT_ONLY_FIELDS - ({'text_rsm_steps'} if kind == 'text_rsm' else set())
+        d = {k: v for k, v in d.items() if k not in drop} | {'epochs': cfg.mrm_epochs}
     return f"{kind}-{hashlib.sha256(json.dumps([kind, d, code_version()], sort_keys=True).encode()).hexdigest()[:12]}"
 
 def loader_tokenizer(dl: DataLoader, cfg: Config):
@@ -617,17 +616,27 @@ def model_dir(cfg: Config, kind: str) -> Path:
     "Where `pretrained` caches the trained `kind` model of `cfg`: `data_dir()/models/<kind>-<hash>`."
     return data_dir()/'models'/model_key(cfg, kind)
 
+@contextlib.contextmanager
+def _publish_dir(final: Path):
+    "Yield a temporary folder beside `final`; on success rename it to `final` (a finished twin already there wins)."
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.tmp_{final.name}_', dir=final.parent))
+    try:
+        yield tmp
+        try: os.replace(tmp, final)
+        except OSError: pass            # another process finished first: use its weights
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+
 def _train_cached(cfg: Config, kind: str, init: Callable | None, progress: bool) -> tuple[nn.Module, Path]:
     from alta_nb.alta import build_model
     from alta_nb.data import study_dataloader
-    final = model_dir(cfg, kind); final.parent.mkdir(parents=True, exist_ok=True)
+    final = model_dir(cfg, kind)
     seed_everything(cfg.seed)                     # same weights whether or not anything ran before
     dl = study_dataloader(cfg, split='train')
     tok = loader_tokenizer(dl, cfg)
     model = build_model(cfg, kind=kind, tokenizer=tok, device='cpu')
     if not (final/'model.safetensors').is_file():
-        tmp = Path(tempfile.mkdtemp(prefix=f'.tmp_{final.name}_', dir=final.parent))
-        try:
+        with _publish_dir(final) as tmp:
             if init is not None: init(model)
             tcfg = cfg.replace(epochs=cfg.mrm_epochs) if kind == 'mrm' else cfg
             res = fit(model, dl, tcfg, tmp/'run', progress=progress)
@@ -635,9 +644,6 @@ def _train_cached(cfg: Config, kind: str, init: Callable | None, progress: bool)
             (tmp/'config.json').write_text(json.dumps(dict(kind=kind, config=tcfg.to_dict(), final_train_loss=res['final_train_loss'],
                                                            steps=res['steps']), indent=1))
             shutil.rmtree(tmp/'run'/'checkpoints', ignore_errors=True)   # the final weights are enough
-            try: os.replace(tmp, final)
-            except OSError: pass            # another process finished first: use its weights
-        finally: shutil.rmtree(tmp, ignore_errors=True)
     load_weights(model, final/'model.safetensors')
     model.tokenizer = tok
     return model.eval(), final
@@ -658,7 +664,7 @@ def pretrained(cfg: Config, kind: str = 'alta', progress: bool = False, **overri
                 m.load_mrm_state(sd)
                 # No CXR-BERT on disk: the MRM model's report BERT (masked report modeling) + section matching on
                 # the same reports is the kit's stand-in for it (a frozen *random* text tower could not align anything).
-                if not cfg.cxrbert_path: m.load_text_state(text_stand_in(cfg, progress))
+                if not cfg.cxrbert_path: m.load_text_state(text_stand_in(cfg, sd, progress))
         return _train_cached(cfg, kind, init, progress)[0]
     return _train_cached(cfg, kind, None, progress)[0]
 
@@ -697,28 +703,24 @@ def rsm_pretrain(tower: nn.Module, tokenizer, pairs, cfg: Config, steps: int, ba
         losses.append(loss.item())
     return losses
 
-def text_stand_in(cfg: Config, progress: bool = False) -> dict:
+def text_stand_in(cfg: Config, mrm_state: dict | None = None, progress: bool = False) -> dict:
     "State of the stand-in text tower (`mlm.*`, `cls_projection_head.*`): MRM's report BERT + `cfg.text_rsm_steps` of RSM, cached."
     from alta_nb.text import build_text_tower
     from alta_nb.data import get_tokenizer
-    mrm = pretrained(cfg, 'mrm', progress)
-    if not cfg.text_rsm_steps: return mrm.state_dict()
     final = model_dir(cfg, 'text_rsm')
+    cached = bool(cfg.text_rsm_steps) and (final/'model.safetensors').is_file()
+    if mrm_state is None and not cached: mrm_state = pretrained(cfg, 'mrm', progress).state_dict()
+    if not cfg.text_rsm_steps: return mrm_state
     seed_everything(cfg.seed)
     tok = get_tokenizer(cfg)
     tower = build_text_tower(cfg, tok, adapters=False)
-    if not (final/'model.safetensors').is_file():
-        res = tower.load_state_dict({k: v for k, v in mrm.state_dict().items() if k.startswith('mlm.')}, strict=False)
+    if not cached:
+        res = tower.load_state_dict({k: v for k, v in mrm_state.items() if k.startswith('mlm.')}, strict=False)
         if [k for k in res.missing_keys if k.startswith('mlm.')]: raise ValueError(f"MRM state lacks text keys {res.missing_keys[:3]}")
         losses = rsm_pretrain(tower, tok, section_pairs(cfg), cfg, cfg.text_rsm_steps)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f'.tmp_{final.name}_', dir=final.parent))
-        try:
+        with _publish_dir(final) as tmp:
             save_weights(tower, tmp/'model.safetensors')
             write_history(tmp/'metrics.csv', [dict(step=i + 1, rsm_loss=l) for i, l in enumerate(losses)])
-            try: os.replace(tmp, final)
-            except OSError: pass            # another process finished first: use its weights
-        finally: shutil.rmtree(tmp, ignore_errors=True)
     load_weights(tower, final/'model.safetensors')
     return tower.state_dict()
 
