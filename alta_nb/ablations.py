@@ -12,7 +12,8 @@ from .core import Config, get_device, seed_everything
 from .train import equal_compute_epochs
 
 # %% auto #0
-__all__ = ['VARIANTS', 'HEADLINE', 'COMPARISONS', 'build_variant', 'run_ablations', 'verdicts', 'learning_curves']
+__all__ = ['VARIANTS', 'HEADLINE', 'COMPARISONS', 'build_variant', 'profile_variants', 'run_ablations', 'verdicts',
+           'learning_curves']
 
 # %% ../nbs/15_ablations.ipynb #0d096ab9
 VARIANTS: dict[str, dict] = {
@@ -45,6 +46,14 @@ def build_variant(name: str, cfg: Config, clip_epochs: int | None = None):
     m = pretrained(cfg, kind, **v)
     if getattr(m, 'tokenizer', None) is None: m.tokenizer = pretrained(cfg, 'alta').tokenizer
     return m.eval()
+
+# %% ../nbs/15_ablations.ipynb #65fe29f5
+def profile_variants(cfg: Config) -> list[str]:
+    "The VARIANTS `cfg`'s profile runs: all but its comma-separated `ablation_skip` (an unknown name is an error)."
+    skip = [s.strip() for s in cfg.ablation_skip.split(',') if s.strip()]
+    unknown = [s for s in skip if s not in VARIANTS]
+    if unknown: raise ValueError(f"ablation_skip: unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    return [v for v in VARIANTS if v not in skip]
 
 # %% ../nbs/15_ablations.ipynb #1f9b343f
 def run_ablations(cfg: Config, suite, seeds, variants=None, clip_epochs: int | None = None, log=print) -> pd.DataFrame:

@@ -44,6 +44,7 @@ class Config:
     norm_pix_loss: bool = True
     adapter_ratio: float = 0.25     # adapter bottleneck = dim × ratio (AIM: D → D/4 → D)
     adapter_init: str = 'default'   # 'default' (official) or 'zero'
+    head_init: str = 'default'      # 'default' (official) or 'centered': image head's bias centres the tower's features (10_train)
     multiview: str = 'official'     # 'official' mean over 4 CLS, or 'masked' mean over present views
     n_views: int = 4                # frontal, lateral, prior frontal, prior lateral
     # --- text tower (BERT with CXR-BERT's layout)
@@ -79,6 +80,7 @@ class Config:
     eval_per_class: int = 8         # images per class in the 5x200 / 8x200 style sets (paper: 200)
     bootstrap: int = 200
     n_seeds: int = 1
+    ablation_skip: str = ''         # comma-separated 15_ablations variants this profile leaves out (its CPU budget)
 
     def replace(self, **overrides) -> 'Config':
         "A copy with `overrides` applied (names and types checked)."
@@ -88,11 +90,12 @@ class Config:
 
 # %% ../nbs/00_core.ipynb #a0975dfd
 PROFILES: dict[str, dict[str, Any]] = {
-    'smoke': dict(threads=1, train_text=True, text_rsm_steps=20),
+    'smoke': dict(threads=1, train_text=True, text_rsm_steps=20, head_init='centered'),
     'teach': dict(n_subjects=160, studies_per_subject=4, synth_image_size=96, image_size=64, hires_size=128,
                   patch_size=8, vit_dim=128, vit_depth=4, vit_heads=4, decoder_dim=64, decoder_depth=2,
                   decoder_heads=4, text_dim=128, text_layers=2, text_heads=4, text_intermediate=256,
-                  vocab_size=2000, embed_dim=64, train_text=True, text_rsm_steps=300, batch_size=16, epochs=8, mrm_epochs=30, lr=1e-3,
+                  vocab_size=2000, embed_dim=64, train_text=True, text_rsm_steps=300, head_init='centered', batch_size=16, epochs=24,
+                  mrm_epochs=30, lr=1e-3, ablation_skip='alta_multiview_masked',
                   warmup_epochs=1.0, eval_per_class=100, bootstrap=500, n_seeds=3),
     'paper': dict(synth_image_size=256, image_size=224, hires_size=448, patch_size=16, vit_dim=768,
                   vit_depth=12, vit_heads=12, decoder_dim=768, decoder_depth=4, decoder_heads=6,

@@ -18,13 +18,13 @@ from safetensors.torch import save_file, load_file
 from .core import Config, get_config, get_device, seed_everything, data_dir, atomic_write, save_metrics
 
 # %% auto #0
-__all__ = ['PAPER_SCHEDULES', 'MRM_PAPER_TEXT', 'ToyStudies', 'clip_loss', 'ToyStudyModel', 'param_groups', 'lr_factor',
-           'micro_batch_size', 'StudyBatchSampler', 'pad_text', 'epoch_loader', 'to_device', 'dist_info',
+__all__ = ['HEAD_INITS', 'PAPER_SCHEDULES', 'MRM_PAPER_TEXT', 'ToyStudies', 'clip_loss', 'ToyStudyModel', 'param_groups',
+           'lr_factor', 'micro_batch_size', 'StudyBatchSampler', 'pad_text', 'epoch_loader', 'to_device', 'dist_info',
            'init_distributed', 'is_main', 'unwrap', 'model_state', 'save_weights', 'load_weights', 'list_checkpoints',
-           'save_checkpoint', 'load_checkpoint', 'write_history', 'fit', 'fake_batch', 'count_params', 'MetaScalars',
-           'train_flops', 'code_version', 'step_flops', 'schedule_compute', 'StepBench', 'bench_step', 'run_benchmark',
-           'benchmark_ratios', 'model_key', 'loader_tokenizer', 'model_dir', 'pretrained', 'section_pairs',
-           'rsm_pretrain', 'text_stand_in', 'equal_compute_epochs', 'main']
+           'save_checkpoint', 'load_checkpoint', 'write_history', 'center_image_head', 'fit', 'fake_batch',
+           'count_params', 'MetaScalars', 'train_flops', 'code_version', 'step_flops', 'schedule_compute', 'StepBench',
+           'bench_step', 'run_benchmark', 'benchmark_ratios', 'model_key', 'loader_tokenizer', 'model_dir',
+           'pretrained', 'section_pairs', 'rsm_pretrain', 'text_stand_in', 'equal_compute_epochs', 'main']
 
 # %% ../nbs/10_train.ipynb #5fc1ef8c
 class ToyStudies(Dataset):
@@ -290,6 +290,27 @@ def _append_row(path, row: dict):
     if list(row) != cols and set(row) - set(cols): return write_history(path, list(csv.DictReader(open(path))) + [row])
     with open(path, 'a', newline='') as f: csv.DictWriter(f, cols).writerow(row)
 
+# %% ../nbs/10_train.ipynb #12b05184
+HEAD_INITS = ('default', 'centered')
+
+@torch.no_grad()
+def center_image_head(model: nn.Module, batches, device='cpu', n_batches: int = 8) -> torch.Tensor:
+    "`head_init='centered'`: the image head's first bias := −W·μ, μ = mean pooled feature over `n_batches` training (micro-)batches, over all ranks. Returns μ."
+    model.train()                                                        # as the loop will run it
+    feats = []
+    for _, b in zip(range(n_batches), batches):
+        b = to_device(b, device)
+        images, view_mask = model.select_views(b['images'], b.get('view_mask'))
+        ratio = model.cfg.mask_ratio if model.use_mrm_losses else 0.0        # the views training will see
+        feats.append(model.image(images, view_mask, mask_ratio=ratio)['pooled'].float())
+    if not feats: raise ValueError("center_image_head: the loader yielded no batch to centre the image head on")
+    total, n = torch.cat(feats).sum(0), torch.tensor(float(sum(len(f) for f in feats)), device=feats[0].device)
+    if dist.is_available() and dist.is_initialized(): dist.all_reduce(total); dist.all_reduce(n)   # the global batches' mean
+    mu = total / n
+    first = model.image_projection_head.dense_to_hidden
+    first.bias.copy_((-(first.weight.float() @ mu)).to(first.bias.dtype))
+    return mu
+
 # %% ../nbs/10_train.ipynb #89e19e84
 def _loss_items(out: dict) -> dict:
     return {k: float(v.detach()) for k, v in out.items() if k.endswith('loss') and torch.is_tensor(v) and v.numel() == 1}
@@ -332,6 +353,9 @@ def fit(model: nn.Module, train_dl: DataLoader, cfg: Config, run_dir, eval_fn: C
         if is_main(): write_history(run_dir/'metrics.csv', history)
     elif is_main() and (run_dir/'metrics.csv').exists(): (run_dir/'metrics.csv').unlink()
 
+    if cfg.head_init not in HEAD_INITS: raise ValueError(f"head_init={cfg.head_init!r}: expected one of {HEAD_INITS}")
+    if not ckpts and cfg.head_init == 'centered' and hasattr(model, 'image_projection_head'):
+        center_image_head(model, epoch_loader(train_dl, cfg, 0, 0, rank, world), device, n_batches=8 * cfg.accum_steps)
     if world > 1:   # ranks draw different masks; one checkpoint holds rank 0's RNG, so re-derive per rank (DDP resume: exact in data and weights, not in the masks)
         torch.manual_seed(cfg.seed * 1_000_003 + rank * 7_919 + step); np.random.seed((cfg.seed + rank * 7_919 + step) % 2**32); random.seed(cfg.seed + rank * 7_919 + step)
     net = model
@@ -591,9 +615,10 @@ def benchmark_ratios(df) -> dict:
     return out
 
 # %% ../nbs/10_train.ipynb #ad2ce3c3
-_NOT_WEIGHT_FIELDS = {'device', 'num_workers', 'eval_per_class', 'bootstrap', 'n_seeds', 'eval_every', 'ckpt_every', 'keep_ckpts', 'compile'}
+_NOT_WEIGHT_FIELDS = {'device', 'num_workers', 'eval_per_class', 'bootstrap', 'n_seeds', 'eval_every', 'ckpt_every', 'keep_ckpts', 'compile',
+                      'ablation_skip'}
 # fields only the alignment stage reads: every ALTA variant of a seed shares one MRM pretraining
-_ALIGNMENT_ONLY_FIELDS = {'epochs', 'n_views', 'multiview', 'adapter_ratio', 'adapter_init', 'embed_dim', 'train_text',
+_ALIGNMENT_ONLY_FIELDS = {'epochs', 'n_views', 'multiview', 'adapter_ratio', 'adapter_init', 'embed_dim', 'train_text', 'head_init',
                           'cxrbert_path', 'text_rsm_steps'}
 
 def model_key(cfg: Config, kind: str) -> str:
