@@ -327,6 +327,7 @@ def fit(model: nn.Module, train_dl: DataLoader, cfg: Config, run_dir, eval_fn: C
     "Train `model` on `train_dl.dataset` as `cfg` says; checkpoints and `metrics.csv` go to `run_dir`. Returns history and final numbers."
     run_dir = Path(run_dir)
     if resume and not run_dir.is_dir(): raise FileNotFoundError(f"resume: run directory {run_dir} does not exist")
+    if cfg.head_init not in HEAD_INITS: raise ValueError(f"head_init={cfg.head_init!r}: expected one of {HEAD_INITS}")
     device = get_device(cfg.device)
     rank, local, world = init_distributed(device)
     if device.type == 'cuda' and world > 1: device = torch.device('cuda', local)
@@ -353,7 +354,6 @@ def fit(model: nn.Module, train_dl: DataLoader, cfg: Config, run_dir, eval_fn: C
         if is_main(): write_history(run_dir/'metrics.csv', history)
     elif is_main() and (run_dir/'metrics.csv').exists(): (run_dir/'metrics.csv').unlink()
 
-    if cfg.head_init not in HEAD_INITS: raise ValueError(f"head_init={cfg.head_init!r}: expected one of {HEAD_INITS}")
     if not ckpts and cfg.head_init == 'centered' and hasattr(model, 'image_projection_head'):
         center_image_head(model, epoch_loader(train_dl, cfg, 0, 0, rank, world), device, n_batches=8 * cfg.accum_steps)
     if world > 1:   # ranks draw different masks; one checkpoint holds rank 0's RNG, so re-derive per rank (DDP resume: exact in data and weights, not in the masks)
