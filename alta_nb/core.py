@@ -80,7 +80,7 @@ class Config:
     eval_per_class: int = 8         # images per class in the 5x200 / 8x200 style sets (paper: 200)
     bootstrap: int = 200
     n_seeds: int = 1
-    ablation_skip: str = ''         # comma-separated 15_ablations variants this profile leaves out (its CPU budget)
+    ablation_skip: str = ''         # comma-separated 18_ablations variants this profile leaves out (its CPU budget)
 
     def replace(self, **overrides) -> 'Config':
         "A copy with `overrides` applied (names and types checked)."

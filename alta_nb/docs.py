@@ -120,7 +120,7 @@ def stage_docs(run, stage=None, figures_dir=None, readme=None, paper_vs_ours=Non
         shutil.copy2(nb, docs/nb.name)
         nav.append({notebook_title(nb): nb.name})
     fig_dir = Path(figures_dir or repo_root()/'figures'/profile)
-    pvo = Path(paper_vs_ours) if paper_vs_ours else fig_dir/'14_report-paper_vs_ours.md'
+    pvo = Path(paper_vs_ours) if paper_vs_ours else fig_dir/'17_report-paper_vs_ours.md'
     if pvo.is_file():
         shutil.copy2(pvo, docs/'paper_vs_ours.md'); nav.append({'Paper vs ours': 'paper_vs_ours.md'})
     n_fig = _stage_gallery(fig_dir, docs, profile)

@@ -211,7 +211,7 @@ def main(argv=None):
     r.add_argument('--cell-timeout', type=int, default=3600, help='seconds per cell')
     r.add_argument('--keep-going', action='store_true', help='run the rest after a failure')
     sub.add_parser('docs', help='render the executed notebooks into the offline docs site (see 98_docs)')
-    sub.add_parser('paper', help='check and plan a paper-profile run on real data: --dry-run (see 16_paper)')
+    sub.add_parser('paper', help='check and plan a paper-profile run on real data: --dry-run (see 19_paper)')
     g = sub.add_parser('goldens', help='rewrite tests/goldens from the last run and print what changed')
     g.add_argument('--profile', default='smoke', choices=list(PROFILES))
     g.add_argument('--dir', default=None, help='golden folder (default tests/goldens)')

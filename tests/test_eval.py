@@ -324,7 +324,7 @@ def test_evaluate_on_an_oracle(monkeypatch):
 @pytest.mark.skipif(not os.environ.get('ALTA_SLOW'), reason='trains five teach-profile models (long on a CPU); set ALTA_SLOW=1 to run')
 def test_teach_alta_beats_random_init(tmp_path):
     "At the teach profile ALTA (multiview) beats the random-init model on every headline metric."
-    p = subprocess.run([str(BIN/'papermill'), str(ROOT/'nbs'/'13_eval_zeroshot.ipynb'), str(tmp_path/'out.ipynb'),
+    p = subprocess.run([str(BIN/'papermill'), str(ROOT/'nbs'/'16_eval_zeroshot.ipynb'), str(tmp_path/'out.ipynb'),
                         '-p', 'profile', 'teach', '-p', 'run_dir', str(tmp_path), '-k', 'alta_nb', '--cwd', str(ROOT/'nbs')],
                        capture_output=True, text=True)
     assert p.returncode == 0, tail(p.stderr, 20)

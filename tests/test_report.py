@@ -41,18 +41,18 @@ def run(tmp_path):
     runs = tmp_path/'runs'/'smoke'
     ms = {'06_adapters': {'trainable_fraction': 0.081, 'trainable_params': 18_000_000, 'total_params': 222_000_000},
           '10_train': {'compute_ratio_alta_over_mrm': 0.17, 'step_flops_ratio_alta_over_mrm': 0.6},
-          '12_eval_retrieval': {'alta_multiview_txt2img_p_at_10': 0.5, 'clip_scratch_txt2img_p_at_10': 0.42,
+          '15_eval_retrieval': {'alta_multiview_txt2img_p_at_10': 0.5, 'clip_scratch_txt2img_p_at_10': 0.42,
                                 'random_init_txt2img_p_at_10': 0.2, 'alta_multiview_img2txt_p_at_10': 0.3,
                                 'mrm_features_img2txt_p_at_10': 0.1}}
     for stem, m in ms.items():
         (runs/stem).mkdir(parents=True); (runs/stem/'metrics.json').write_text(json.dumps(m))
     nbs = tmp_path/'nbs'; nbs.mkdir()
-    for stem in [*ms, '13_eval_zeroshot', '14_report', '98_docs']: (nbs/f'{stem}.ipynb').write_text('{}')
-    return collect_run_metrics(runs/'14_report', nbs)
+    for stem in [*ms, '16_eval_zeroshot', '17_report', '98_docs']: (nbs/f'{stem}.ipynb').write_text('{}')
+    return collect_run_metrics(runs/'17_report', nbs)
 
 
 def test_table_matches_and_labels(run):
-    assert run['13_eval_zeroshot'] is None and '98_docs' not in run
+    assert run['16_eval_zeroshot'] is None and '98_docs' not in run
     paper = load_paper_results()
     cfg = Config(profile='smoke')
     t = paper_vs_ours_table(paper, run, cfg).set_index('metric')
@@ -75,7 +75,7 @@ def test_markdown(run):
     md = render_paper_vs_ours(load_paper_results(), run, Config(profile='teach'))
     assert md.startswith('<!-- profile: teach -->')
     assert '**not** a reproduction' in md and 'SynthCXR, profile `teach`' in md
-    assert '| 13_eval_zeroshot | not run |' in md
+    assert '| 16_eval_zeroshot | not run |' in md
     assert '`rsna_auroc`' in md.split('## Paper numbers not recorded yet')[1]   # listed as missing from the CSV
     rows = [l for l in md.splitlines() if l.startswith('| alta_multiview |')]
     assert rows and '0.5' in rows[0]
