@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from .core import Config, get_device, seed_everything
-from .train import equal_compute_epochs
+from .compute import equal_compute_epochs
 
 # %% auto #0
 __all__ = ['VARIANTS', 'HEADLINE', 'COMPARISONS', 'build_variant', 'profile_variants', 'run_ablations', 'verdicts',
@@ -33,7 +33,7 @@ COMPARISONS = [('mrm_features', 'random_init'), ('alta_multiview', 'random_init'
 # %% ../nbs/18_ablations.ipynb #ecd684ab
 def build_variant(name: str, cfg: Config, clip_epochs: int | None = None):
     "The model of variant `name` for `cfg` (trained through the engine's cache)."
-    from alta_nb.train import pretrained
+    from alta_nb.stages import pretrained
     from alta_nb.alta import build_model
     if name not in VARIANTS: raise ValueError(f"unknown variant {name!r}; choose one of {list(VARIANTS)}")
     v = dict(VARIANTS[name]); kind = v.pop('kind'); equal = v.pop('equal_compute', False)
@@ -58,7 +58,7 @@ def profile_variants(cfg: Config) -> list[str]:
 # %% ../nbs/18_ablations.ipynb #1f9b343f
 def run_ablations(cfg: Config, suite, seeds, variants=None, clip_epochs: int | None = None, log=print) -> pd.DataFrame:
     "Long frame (model, seed, metric, value) of every variant × seed on `suite`."
-    from alta_nb.zeroshot import evaluate
+    from alta_nb.evaluate import evaluate
     dev = get_device(cfg.device)
     rows = []
     for s in seeds:
@@ -92,7 +92,7 @@ def verdicts(abl: pd.DataFrame, comparisons=COMPARISONS, metrics=HEADLINE) -> pd
 # %% ../nbs/18_ablations.ipynb #486a23f7
 def learning_curves(cfg: Config, variants=None, clip_epochs: int | None = None) -> pd.DataFrame:
     "Training-loss history `(model, step, loss)` of the trained variants, from the engine's cached runs."
-    from alta_nb.train import model_dir
+    from alta_nb.stages import model_dir
     rows = []
     for name in variants or VARIANTS:
         v = dict(VARIANTS[name]); kind = v.pop('kind'); equal = v.pop('equal_compute', False)

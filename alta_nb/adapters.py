@@ -44,8 +44,15 @@ def init_adapter_(adapter: Adapter, init: str = 'default', tower: str = 'vit'):
     return adapter
 
 # %% ../nbs/06_adapters.ipynb #17b52340
-class AdaptedBlock(Block):
-    "timm `Block` with ALTA's attention adapter (skip) and parallel, 0.5-scaled MLP adapter (`adapter_block.py::Block`)."
+class AdaptedBlock(nn.Module):
+    "A timm `Block`'s submodules plus ALTA's attention adapter (skip) and parallel, 0.5-scaled MLP adapter (`adapter_block.py::Block`)."
+    def __init__(self, blk: Block, attn_adapter: Adapter, mlp_adapter: Adapter, scale: float = 0.5):
+        super().__init__()
+        self.norm1, self.attn, self.ls1, self.drop_path1 = blk.norm1, blk.attn, blk.ls1, blk.drop_path1
+        self.norm2, self.mlp, self.ls2, self.drop_path2 = blk.norm2, blk.mlp, blk.ls2, blk.drop_path2
+        self.attn_adapter, self.mlp_adapter, self.adapter_scale = attn_adapter, mlp_adapter, scale
+        self.training = blk.training
+
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
         x = x + self.drop_path1(self.ls1(self.attn_adapter(self.attn(self.norm1(x), attn_mask=attn_mask, is_causal=is_causal))))
         xn = self.norm2(x)
@@ -55,27 +62,37 @@ def _device_of(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 def add_vit_adapters(vit: VisionTransformer, ratio: float = 0.25, init: str = 'default', scale: float = 0.5) -> VisionTransformer:
-    "Turn every block of `vit` into an `AdaptedBlock` (in place); returns `vit`."
-    for blk in vit.blocks:
+    "Replace every block of `vit` by an `AdaptedBlock` around the same submodules (in place); returns `vit`."
+    for i, blk in enumerate(list(vit.blocks)):
         if isinstance(blk, AdaptedBlock): raise ValueError("this ViT already has adapters")
         dim = blk.norm1.normalized_shape[0]
         with torch.device(_device_of(blk)):
-            blk.attn_adapter = Adapter(dim, ratio, skip=True, init=init, tower='vit')
-            blk.mlp_adapter = Adapter(dim, ratio, skip=False, init=init, tower='vit')
-        blk.adapter_scale = scale
-        blk.__class__ = AdaptedBlock
+            attn_adapter = Adapter(dim, ratio, skip=True, init=init, tower='vit')
+            mlp_adapter = Adapter(dim, ratio, skip=False, init=init, tower='vit')
+        vit.blocks[i] = AdaptedBlock(blk, attn_adapter, mlp_adapter, scale)
     return vit
 
 # %% ../nbs/06_adapters.ipynb #0d861383
-class AdaptedBertSelfOutput(BertSelfOutput):
-    "BERT attention output followed by ALTA's attention adapter (with skip)."
-    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        return self.attn_adapter(super().forward(hidden_states, input_tensor))
+class AdaptedBertSelfOutput(nn.Module):
+    "BERT attention output (the original dense → dropout → LayerNorm(+input)) followed by ALTA's attention adapter (skip)."
+    def __init__(self, out: BertSelfOutput, attn_adapter: Adapter):
+        super().__init__()
+        self.dense, self.LayerNorm, self.dropout, self.attn_adapter = out.dense, out.LayerNorm, out.dropout, attn_adapter
+        self.training = out.training
 
-class AdaptedBertOutput(BertOutput):
-    "BERT feed-forward output plus 0.5 × the MLP adapter of the attention output."
     def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        return super().forward(hidden_states, input_tensor) + self.adapter_scale * self.mlp_adapter(input_tensor)
+        return self.attn_adapter(self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor))
+
+class AdaptedBertOutput(nn.Module):
+    "BERT feed-forward output (the original dense → dropout → LayerNorm(+input)) plus 0.5 × the MLP adapter of the attention output."
+    def __init__(self, out: BertOutput, mlp_adapter: Adapter, scale: float = 0.5):
+        super().__init__()
+        self.dense, self.LayerNorm, self.dropout, self.mlp_adapter = out.dense, out.LayerNorm, out.dropout, mlp_adapter
+        self.adapter_scale, self.training = scale, out.training
+
+    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+        ffn = self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+        return ffn + self.adapter_scale * self.mlp_adapter(input_tensor)
 
 def add_bert_adapters(bert: nn.Module, ratio: float = 0.25, init: str = 'default', scale: float = 0.5) -> nn.Module:
     "Add ALTA's two adapters to every layer of a `transformers` BERT (`BertModel` or `BertForMaskedLM`), in place."
@@ -85,11 +102,10 @@ def add_bert_adapters(bert: nn.Module, ratio: float = 0.25, init: str = 'default
         if isinstance(layer.output, AdaptedBertOutput): raise ValueError("this BERT already has adapters")
         dim = layer.output.dense.out_features
         with torch.device(_device_of(layer)):
-            layer.attention.output.attn_adapter = Adapter(dim, ratio, skip=True, init=init, tower='bert')
-            layer.output.mlp_adapter = Adapter(dim, ratio, skip=False, init=init, tower='bert')
-        layer.output.adapter_scale = scale
-        layer.attention.output.__class__ = AdaptedBertSelfOutput
-        layer.output.__class__ = AdaptedBertOutput
+            attn_adapter = Adapter(dim, ratio, skip=True, init=init, tower='bert')
+            mlp_adapter = Adapter(dim, ratio, skip=False, init=init, tower='bert')
+        layer.attention.output = AdaptedBertSelfOutput(layer.attention.output, attn_adapter)
+        layer.output = AdaptedBertOutput(layer.output, mlp_adapter, scale)
     return bert
 
 # %% ../nbs/06_adapters.ipynb #c4e57f65

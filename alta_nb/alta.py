@@ -8,58 +8,16 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.distributed as dist
 from .core import Config, get_device
-from .mrm import (MRM, build_vit, build_decoder, mae_init_, mae_loss, mask_report_tokens, load_mrm_weights,
-                         special_token_ids, read_state_dict)
+from .weights import read_state_dict, cxrbert_key_map
+from .mrm import MRM, build_vit, build_decoder, mae_init_, mae_loss, mask_report_tokens, load_mrm_weights, special_token_ids
 from .adapters import add_vit_adapters, mark_trainable, count_parameters, ALTA_TRAINABLE
 from .multiview import MultiViewEncoder, as_study
 from .text import ProjectionHead, build_text_tower
+from .losses import gather_with_grad, global_contrastive_loss, local_alignment_loss
 
 # %% auto #0
-__all__ = ['ALTA_KINDS', 'FIXED_PARAMS', 'is_distributed', 'gather_with_grad', 'global_contrastive_loss', 'local_alignment_loss',
-           'ALTA', 'build_model']
-
-# %% ../nbs/09_alta.ipynb #9a4eb032
-def is_distributed() -> bool:
-    "True inside an initialised torch.distributed group of more than one process."
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    "All-gather `x` along dim 0 across ranks, keeping the autograd graph (identity when not distributed)."
-    if not is_distributed(): return x
-    from torch.distributed.nn.functional import all_gather
-    return torch.cat(all_gather(x), dim=0)
-
-def global_contrastive_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    "Symmetric InfoNCE over the global batch; `img`, `txt` (B,d) L2-normalised, `logit_scale` = exp(learned)."
-    all_img, all_txt = gather_with_grad(img), gather_with_grad(txt)
-    logits = logit_scale * all_img @ all_txt.T
-    labels = torch.arange(logits.shape[0], device=logits.device)
-    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-
-# %% ../nbs/09_alta.ipynb #451103a0
-def local_alignment_loss(patches: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor,
-                         t1: torch.Tensor, t2: torch.Tensor, t3: torch.Tensor, chunk: int = 16) -> torch.Tensor:
-    "GLoRIA/ALTA word–patch loss. patches (I,P,d), words (T,W,d), word_mask (T,W) bool; t1..t3 = exp(learned)."
-    patches, words = gather_with_grad(patches), gather_with_grad(words)
-    word_mask = gather_with_grad(word_mask.float()).bool()
-    if patches.shape[0] != words.shape[0]:
-        raise ValueError(f"local loss: {patches.shape[0]} studies but {words.shape[0]} reports")
-    if not word_mask.any(-1).all():
-        raise ValueError(f"local loss: report(s) {(~word_mask.any(-1)).nonzero().flatten().tolist()} have no tokens after [CLS]")
-    cols = []
-    for s in range(0, words.shape[0], chunk):
-        w, m = words[s:s + chunk], word_mask[s:s + chunk]                        # (c,W,d), (c,W)
-        scores = torch.einsum('ipd,cwd->cipw', patches, w)
-        scores = scores.masked_fill(~m[:, None, None, :], float('-inf')).softmax(-1)   # over words, per patch
-        attn = (t1 * scores.transpose(-1, -2)).softmax(-1)                        # over patches, per word (c,I,W,P)
-        context = torch.einsum('ciwp,ipd->ciwd', attn, patches)
-        cos = F.cosine_similarity(w[:, None], context, dim=-1, eps=1e-8)          # (c,I,W)
-        cols.append(torch.logsumexp((t2 * cos).masked_fill(~m[:, None, :], float('-inf')), dim=-1))  # log Σ exp
-    sims = t3 * torch.cat(cols, 0).T                                               # (I,T): study × report
-    labels = torch.arange(sims.shape[0], device=sims.device)
-    return (F.cross_entropy(sims, labels) + F.cross_entropy(sims.T, labels)) / 2
+__all__ = ['ALTA_KINDS', 'FIXED_PARAMS', 'ALTA', 'build_model']
 
 # %% ../nbs/09_alta.ipynb #0a0fa225
 ALTA_KINDS = ('alta', 'mrm', 'clip_scratch', 'alta_full')
@@ -92,20 +50,6 @@ class ALTA(nn.Module):
             mae_init_(self.bert_embed)
         self.set_trainable()
 
-    def set_trainable(self) -> list[str]:
-        "Apply the kind's freezing rule; return the trainable names."
-        if self.kind == 'alta':
-            extra = ('missing_token',) if self.cfg.multiview == 'masked' else ()
-            return mark_trainable(self, ALTA_TRAINABLE + extra)
-        names = mark_trainable(self, None)
-        for n, p in self.named_parameters():
-            unused = not self.use_mrm_losses and n.startswith('text.mlm.cls.')   # no MLM loss: its head gets no gradient
-            if any(f in n for f in FIXED_PARAMS) or (n == 'image.missing_token' and self.cfg.multiview == 'official') or unused:
-                p.requires_grad_(False)
-        return [n for n, p in self.named_parameters() if p.requires_grad]
-
-    def trainable_parameters(self): return [p for p in self.parameters() if p.requires_grad]
-
     def select_views(self, images: torch.Tensor, view_mask=None):
         "Validate a study batch and keep its first `cfg.n_views` slots."
         images, view_mask = as_study(images, view_mask)
@@ -113,79 +57,103 @@ class ALTA(nn.Module):
         if images.shape[1] < n: raise ValueError(f"images: the model uses {n} views but the batch has {images.shape[1]}")
         return images[:, :n], view_mask[:, :n]
 
-    def forward(self, batch: dict) -> dict:
-        "All losses on a batch (the kit's batch contract); `loss` is their equal-weight sum."
-        for k in ('images', 'input_ids', 'attention_mask') + (('hires',) if self.use_mrm_losses else ()):
-            if k not in batch: raise ValueError(f"batch: missing key {k!r} (have {sorted(batch)})")
-        cfg = self.cfg
-        images, view_mask = self.select_views(batch['images'], batch.get('view_mask'))
-        enc = self.image(images, view_mask, mask_ratio=cfg.mask_ratio if self.use_mrm_losses else 0.0)
-        img = F.normalize(self.image_projection_head(enc['pooled']), dim=-1)
-        ids, am = batch['input_ids'], batch['attention_mask']
-        B = ids.shape[0]
-        if self.use_mrm_losses:   # one text pass: clean reports, then masked copies with the image added
-            masked, labels = mask_report_tokens(ids, am, cfg.mlm_prob, self.text.special['mask'], set(self.text.special.values()))
-            cond = torch.cat([torch.zeros(B, cfg.text_dim, device=ids.device), self.bert_embed(enc['pooled'])])
-            h = self.text.hidden(torch.cat([ids, masked]), torch.cat([am, am]), cond)
-        else: h = self.text.hidden(ids, am)
-        h_clean = h[:B]
-        txt = F.normalize(self.text.global_embed(h_clean), dim=-1)
-        out = dict(global_loss=global_contrastive_loss(img, txt, self.logit_scale.exp()))
-        patches = self.image_local_projection_head(enc['patches'].flatten(1, 2))
-        out['local_loss'] = local_alignment_loss(patches, self.text.local_embed(h_clean), am[:, 1:].bool(),
-                                                 self.logit_scale_local1.exp(), self.logit_scale_local2.exp(), self.logit_scale_local3.exp())
-        if self.use_mrm_losses:
-            latent = torch.cat([enc['cls'][:, :1], enc['patches'][:, 0]], dim=1)   # current frontal: CLS + visible patches
-            pred = self.decoder(latent, enc['ids_restore'][:, 0])
-            out['mae_loss'] = mae_loss(batch['hires'], pred, enc['mask'][:, 0], self.decoder.out_patch, cfg.norm_pix_loss)
-            logits = self.text.mlm_logits(h[B:])
-            mlm = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
-            out['mlm_loss'] = torch.nan_to_num(mlm)          # no token masked in the whole batch → 0
-        out['loss'] = sum(out.values())
-        out['logit_scale'] = self.logit_scale.detach().exp()
-        return out
+# %% ../nbs/09_alta.ipynb #18fc4ad0
+def _alta_set_trainable(self: ALTA) -> list[str]:
+    "Apply the kind's freezing rule; return the trainable names."
+    if self.kind == 'alta':
+        extra = ('missing_token',) if self.cfg.multiview == 'masked' else ()
+        return mark_trainable(self, ALTA_TRAINABLE + extra)
+    names = mark_trainable(self, None)
+    for n, p in self.named_parameters():
+        unused = not self.use_mrm_losses and n.startswith('text.mlm.cls.')   # no MLM loss: its head gets no gradient
+        if any(f in n for f in FIXED_PARAMS) or (n == 'image.missing_token' and self.cfg.multiview == 'official') or unused:
+            p.requires_grad_(False)
+    return [n for n, p in self.named_parameters() if p.requires_grad]
 
-    def encode_image(self, images: torch.Tensor, view_mask: torch.Tensor | None = None) -> torch.Tensor:
-        "L2-normalised (B, embed_dim) image embeddings: (B,3,S,S) single images, or (B,V,3,S,S) studies."
-        if images.ndim == 4: pooled = self.image.encode_single(images)
-        else: pooled = self.image(*self.select_views(images, view_mask))['pooled']
-        return F.normalize(self.image_projection_head(pooled), dim=-1)
+def _alta_trainable_parameters(self: ALTA): return [p for p in self.parameters() if p.requires_grad]
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        "L2-normalised (B, embed_dim) report embeddings."
-        return self.text.encode_text(input_ids, attention_mask)
+ALTA.set_trainable, ALTA.trainable_parameters = _alta_set_trainable, _alta_trainable_parameters
 
-    def similarity(self, img: torch.Tensor, txt: torch.Tensor) -> torch.Tensor:
-        "Cosine similarities (B_img, B_txt) of normalised embeddings."
-        return img @ txt.T
+# %% ../nbs/09_alta.ipynb #218a4133
+def _alta_forward(self: ALTA, batch: dict) -> dict:
+    "All losses on a batch (the kit's batch contract); `loss` is their equal-weight sum."
+    for k in ('images', 'input_ids', 'attention_mask') + (('hires',) if self.use_mrm_losses else ()):
+        if k not in batch: raise ValueError(f"batch: missing key {k!r} (have {sorted(batch)})")
+    cfg = self.cfg
+    images, view_mask = self.select_views(batch['images'], batch.get('view_mask'))
+    enc = self.image(images, view_mask, mask_ratio=cfg.mask_ratio if self.use_mrm_losses else 0.0)
+    img = F.normalize(self.image_projection_head(enc['pooled']), dim=-1)
+    ids, am = batch['input_ids'], batch['attention_mask']
+    B = ids.shape[0]
+    if self.use_mrm_losses:   # one text pass: clean reports, then masked copies with the image added
+        masked, labels = mask_report_tokens(ids, am, cfg.mlm_prob, self.text.special['mask'], set(self.text.special.values()))
+        cond = torch.cat([torch.zeros(B, cfg.text_dim, device=ids.device), self.bert_embed(enc['pooled'])])
+        h = self.text.hidden(torch.cat([ids, masked]), torch.cat([am, am]), cond)
+    else: h = self.text.hidden(ids, am)
+    h_clean = h[:B]
+    txt = F.normalize(self.text.global_embed(h_clean), dim=-1)
+    out = dict(global_loss=global_contrastive_loss(img, txt, self.logit_scale.exp()))
+    patches = self.image_local_projection_head(enc['patches'].flatten(1, 2))
+    out['local_loss'] = local_alignment_loss(patches, self.text.local_embed(h_clean), am[:, 1:].bool(),
+                                             self.logit_scale_local1.exp(), self.logit_scale_local2.exp(), self.logit_scale_local3.exp())
+    if self.use_mrm_losses:
+        latent = torch.cat([enc['cls'][:, :1], enc['patches'][:, 0]], dim=1)   # current frontal: CLS + visible patches
+        pred = self.decoder(latent, enc['ids_restore'][:, 0])
+        out['mae_loss'] = mae_loss(batch['hires'], pred, enc['mask'][:, 0], self.decoder.out_patch, cfg.norm_pix_loss)
+        logits = self.text.mlm_logits(h[B:])
+        mlm = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+        out['mlm_loss'] = torch.nan_to_num(mlm)          # no token masked in the whole batch → 0
+    out['loss'] = sum(out.values())
+    out['logit_scale'] = self.logit_scale.detach().exp()
+    return out
 
-    def load_mrm_state(self, path_or_state) -> dict:
-        "Load an MRM checkpoint (official `MRM.pth` or the kit's MRM model) into the ViT and MAE decoder."
-        return load_mrm_weights(self, path_or_state, vit_prefix='image.vit.', decoder_prefix='decoder.')
+ALTA.forward = _alta_forward
 
-    def load_text_state(self, path_or_state) -> dict:
-        """Load a BERT into the text tower: CXR-BERT names (`bert.*`, `cls.*`, `cls_projection_head.*`) or the kit's
-        MRM model (`mlm.*`), whose report model stands in for CXR-BERT when none is given. Adapters keep their init."""
-        sd = read_state_dict(path_or_state)
-        ours = dict(self.named_parameters())
-        mapped, ignored = {}, []
-        for k, v in sd.items():
-            if k.startswith('mlm.'): new = 'text.' + k
-            elif k.startswith(('bert.', 'cls.')): new = 'text.mlm.' + k
-            elif k.startswith('cls_projection_head.'): new = 'text.' + k
-            else: ignored.append(k); continue
-            if new not in ours: ignored.append(k); continue
-            if tuple(v.shape) != tuple(ours[new].shape):
-                raise ValueError(f"text checkpoint key {k!r} has shape {tuple(v.shape)} but the model's {new!r} is {tuple(ours[new].shape)}")
-            mapped[new] = v
-        want = {k for k in ours if k.startswith('text.mlm.bert.') and 'adapter' not in k}
-        missing = sorted(want - set(mapped))
-        if missing: raise ValueError(f"text checkpoint lacks {len(missing)} BERT key(s), e.g. {missing[:3]}")
-        with torch.no_grad():
-            for k, v in mapped.items(): ours[k].copy_(v.to(ours[k].dtype))
-            if any(k.startswith('text.cls_projection_head.') for k in mapped):
-                self.text.local_projection_head.load_state_dict(self.text.cls_projection_head.state_dict())
-        return dict(loaded=sorted(mapped), ignored=ignored)
+# %% ../nbs/09_alta.ipynb #77013199
+def _alta_encode_image(self: ALTA, images: torch.Tensor, view_mask: torch.Tensor | None = None) -> torch.Tensor:
+    "L2-normalised (B, embed_dim) image embeddings: (B,3,S,S) single images, or (B,V,3,S,S) studies."
+    if images.ndim == 4: pooled = self.image.encode_single(images)
+    else: pooled = self.image(*self.select_views(images, view_mask))['pooled']
+    return F.normalize(self.image_projection_head(pooled), dim=-1)
+
+def _alta_encode_text(self: ALTA, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    "L2-normalised (B, embed_dim) report embeddings."
+    return self.text.encode_text(input_ids, attention_mask)
+
+def _alta_similarity(self: ALTA, img: torch.Tensor, txt: torch.Tensor) -> torch.Tensor:
+    "Cosine similarities (B_img, B_txt) of normalised embeddings."
+    return img @ txt.T
+
+ALTA.encode_image, ALTA.encode_text, ALTA.similarity = _alta_encode_image, _alta_encode_text, _alta_similarity
+
+# %% ../nbs/09_alta.ipynb #a4fd92ba
+def _alta_load_mrm_state(self: ALTA, path_or_state) -> dict:
+    "Load an MRM checkpoint (official `MRM.pth` or the kit's MRM model) into the ViT and MAE decoder."
+    return load_mrm_weights(self, path_or_state, vit_prefix='image.vit.', decoder_prefix='decoder.')
+
+def _alta_load_text_state(self: ALTA, path_or_state) -> dict:
+    """Load a BERT into the text tower: CXR-BERT names (`bert.*`, `cls.*`, `cls_projection_head.*`) or the kit's
+    MRM model (`mlm.*`), whose report model stands in for CXR-BERT when none is given. Adapters keep their init."""
+    sd = read_state_dict(path_or_state)
+    ours = dict(self.named_parameters())
+    mapped, ignored = {}, []
+    for k, v in sd.items():
+        new = cxrbert_key_map(k, mrm_mlm=True)
+        if new is None or 'text.' + new not in ours: ignored.append(k); continue
+        new = 'text.' + new
+        if tuple(v.shape) != tuple(ours[new].shape):
+            raise ValueError(f"text checkpoint key {k!r} has shape {tuple(v.shape)} but the model's {new!r} is {tuple(ours[new].shape)}")
+        mapped[new] = v
+    want = {k for k in ours if k.startswith('text.mlm.bert.') and 'adapter' not in k}
+    missing = sorted(want - set(mapped))
+    if missing: raise ValueError(f"text checkpoint lacks {len(missing)} BERT key(s), e.g. {missing[:3]}")
+    with torch.no_grad():
+        for k, v in mapped.items(): ours[k].copy_(v.to(ours[k].dtype))
+        if any(k.startswith('text.cls_projection_head.') for k in mapped):
+            self.text.local_projection_head.load_state_dict(self.text.cls_projection_head.state_dict())
+    return dict(loaded=sorted(mapped), ignored=ignored)
+
+ALTA.load_mrm_state, ALTA.load_text_state = _alta_load_mrm_state, _alta_load_text_state
 
 # %% ../nbs/09_alta.ipynb #62c2edf7
 def build_model(cfg: Config, kind: str = 'alta', tokenizer=None, device=None) -> nn.Module:

@@ -17,8 +17,8 @@ __all__ = ['PROFILES', 'Config', 'get_config', 'parse_overrides', 'seed_everythi
 
 # %% ../nbs/00_core.ipynb #70d8b26d
 @dataclass
-class Config:
-    "Every knob of the kit; build one with `get_config(profile, **overrides)`."
+class _DataConfig:
+    "The run and data fields of `Config`."
     profile: str = 'smoke'
     seed: int = 0
     device: str = 'auto'            # 'auto' = cuda → mps → cpu
@@ -31,6 +31,11 @@ class Config:
     image_size: int = 64            # per-view input of the image tower (paper: 224)
     hires_size: int = 128           # current-frontal MAE target (paper: 448 = 2 × 224)
     num_workers: int = 0
+
+# %% ../nbs/00_core.ipynb #f5655425
+@dataclass
+class _ModelConfig(_DataConfig):
+    "The vision and text tower fields of `Config`."
     # --- vision tower (ViT) and MAE decoder
     patch_size: int = 16
     vit_dim: int = 32
@@ -44,7 +49,7 @@ class Config:
     norm_pix_loss: bool = True
     adapter_ratio: float = 0.25     # adapter bottleneck = dim × ratio (AIM: D → D/4 → D)
     adapter_init: str = 'default'   # 'default' (official) or 'zero'
-    head_init: str = 'default'      # 'default' (official) or 'centered': image head's bias centres the tower's features (10_train)
+    head_init: str = 'default'      # 'default' (official) or 'centered': image head's bias centres the tower's features (11_scaling)
     multiview: str = 'official'     # 'official' mean over 4 CLS, or 'masked' mean over present views
     n_views: int = 4                # frontal, lateral, prior frontal, prior lateral
     # --- text tower (BERT with CXR-BERT's layout)
@@ -58,6 +63,11 @@ class Config:
     embed_dim: int = 32             # joint projection (paper: 128)
     train_text: bool = False        # also train the text BERT (no CXR-BERT on disk: a frozen stand-in can't align)
     text_rsm_steps: int = 0         # no CXR-BERT: steps of findings↔impression matching (CXR-BERT's RSM) for the stand-in
+
+# %% ../nbs/00_core.ipynb #0a465249
+@dataclass
+class _TrainConfig(_ModelConfig):
+    "The weights and training fields of `Config`."
     # --- weights a user may have on disk (never downloaded)
     mrm_checkpoint: str = ''        # path to the official MRM.pth
     cxrbert_path: str = ''          # local HF directory of BiomedVLP-CXR-BERT-specialized
@@ -76,6 +86,11 @@ class Config:
     ckpt_every: int = 0             # steps; 0 = end of every epoch
     keep_ckpts: int = 2
     eval_every: int = 0
+
+# %% ../nbs/00_core.ipynb #2e1068e2
+@dataclass
+class Config(_TrainConfig):
+    "Every knob of the kit; build one with `get_config(profile, **overrides)`."
     # --- evaluation
     eval_per_class: int = 8         # images per class in the 5x200 / 8x200 style sets (paper: 200)
     bootstrap: int = 200

@@ -13,15 +13,15 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset, DataLoader
 from .core import Config, get_config, data_dir, atomic_write, save_metrics
-from .synthcxr import ensure_synthcxr, ensure_chexpert_like, ensure_rsna_like, CHEXPERT_COLUMNS
+from .synthcxr import ensure_synthcxr, ensure_chexpert_like, ensure_rsna_like, CHEXPERT_LABELS
 from .mimic import build_alta_table, ALTA_COLUMNS, file_sha256
+from .readers import read_chexpert_csv, read_rsna, read_nih, read_openi_reports, openi_studies
 from .images import ImageCache, to_tensor_u8, normalize, normalize_np, apply_aug, sample_aug, image_transform, read_image
 
 # %% auto #0
-__all__ = ['SPECIAL_TOKENS', 'CHEXPERT_META', 'RSNA_COLUMNS', 'NIH_LABELS', 'train_tokenizer', 'get_tokenizer', 'study_root',
-           'read_alta_table', 'alta_table', 'shuffle_sentences', 'StudyDataset', 'collate_studies', 'study_dataloader',
-           'ImageListDataset', 'report_dataset', 'read_chexpert_csv', 'read_rsna', 'read_nih', 'read_openi_reports',
-           'openi_studies']
+__all__ = ['SPECIAL_TOKENS', 'train_tokenizer', 'get_tokenizer', 'study_root', 'read_alta_table', 'alta_table',
+           'shuffle_sentences', 'StudyDataset', 'collate_studies', 'study_dataloader', 'ImageListDataset',
+           'report_dataset']
 
 # %% ../nbs/04_datasets.ipynb #b8c3ca79
 SPECIAL_TOKENS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
@@ -115,6 +115,21 @@ def shuffle_sentences(text: str, rng: random.Random | None = None) -> str:
     "The report with its sentences in random order (the official train-time text augmentation)."
     s = _SENT_SPLIT.split(text); (rng or random).shuffle(s); return ' '.join(s)
 
+def _check_study_table(t: pd.DataFrame):
+    "One-line errors for a table `StudyDataset` cannot serve: a missing column, a study without frontal, an empty report."
+    missing = [c for c in ALTA_COLUMNS[:5] if c not in t.columns]
+    if missing: raise ValueError(f"StudyDataset: table is missing column(s) {missing}; expected {ALTA_COLUMNS[:5]}")
+    for i, p in enumerate(t.image_path):
+        if p in ('-1', '', None) or (isinstance(p, float) and np.isnan(p)): raise ValueError(f"StudyDataset: row {i}: study has no frontal image")
+    for i, r in enumerate(t.report):
+        if not isinstance(r, str) or not r.strip(): raise ValueError(f"StudyDataset: row {i} (study {t.get('study_id', pd.Series(['?'] * (i + 1)))[i]}): empty report")
+
+def _check_files(root: Path, paths):
+    "Every image of `paths` exists under `root` (checked up front when there is no cache)."
+    for p in paths:
+        if not (root/p).exists(): raise FileNotFoundError(f"{root/p}: image file does not exist")
+
+# %% ../nbs/04_datasets.ipynb #e51f7334
 class StudyDataset(Dataset):
     "ALTA studies of `table` (a DataFrame or CSV path of ALTA rows, paths relative to `root`) as the kit's batch items."
     def __init__(self, table: pd.DataFrame, root, cfg: Config, tokenizer, train: bool = False, cache: bool = True,
@@ -122,31 +137,21 @@ class StudyDataset(Dataset):
         if isinstance(table, (str, Path)): table = read_alta_table(table)
         self.t = table.reset_index(drop=True); self.root, self.cfg, self.tok, self.train = Path(root), cfg, tokenizer, train
         self.shuffle_text = train if shuffle_text is None else shuffle_text
-        missing = [c for c in ALTA_COLUMNS[:5] if c not in self.t.columns]
-        if missing: raise ValueError(f"StudyDataset: table is missing column(s) {missing}; expected {ALTA_COLUMNS[:5]}")
-        for i, p in enumerate(self.t.image_path):
-            if p in ('-1', '', None) or (isinstance(p, float) and np.isnan(p)): raise ValueError(f"StudyDataset: row {i}: study has no frontal image")
-        for i, r in enumerate(self.t.report):
-            if not isinstance(r, str) or not r.strip(): raise ValueError(f"StudyDataset: row {i} (study {self.t.get('study_id', pd.Series(['?'] * (i + 1)))[i]}): empty report")
+        _check_study_table(self.t)
         others = sorted({p for c in ALTA_COLUMNS[1:4] for p in self.t[c] if p != '-1'})
-        self.rows = self.t.to_dict('records')
-        self.cache = cache
+        self.rows, self.cache = self.t.to_dict('records'), cache
         if cache:
             self.hi = ImageCache(sorted(set(self.t.image_path)), self.root, cfg.hires_size, cache_dir)
             self.lo = ImageCache(others, self.root, cfg.image_size, cache_dir)
-        else:
-            for p in list(self.t.image_path) + others:
-                if not (self.root/p).exists(): raise FileNotFoundError(f"{self.root/p}: image file does not exist")
+        else: _check_files(self.root, list(self.t.image_path) + others)
 
     def __len__(self): return len(self.t)
 
-    def _u8(self, path, hires: bool):
-        from alta_nb.images import preprocess_u8
-        if not self.cache: return preprocess_u8(self.root/path, self.cfg.hires_size if hires else self.cfg.image_size)
-        return (self.hi if hires else self.lo)[path]
-
     def _view(self, path, p, hires=False) -> np.ndarray:
-        a = self._u8(path, hires)
+        "The uint8 image at `path` (from the cache, or decoded), augmented with `p` if given."
+        from alta_nb.images import preprocess_u8
+        if not self.cache: a = preprocess_u8(self.root/path, self.cfg.hires_size if hires else self.cfg.image_size)
+        else: a = (self.hi if hires else self.lo)[path]
         return apply_aug(a, p) if p is not None else a
 
     def __getitem__(self, i: int) -> dict:
@@ -239,118 +244,3 @@ def report_dataset(csv, tokenizer, max_len: int, cache_dir=None):
     finally:
         if prev: datasets.enable_progress_bars()
     return datasets.load_from_disk(str(out))
-
-# %% ../nbs/04_datasets.ipynb #4b79fcba
-CHEXPERT_META = ['Path', 'Sex', 'Age', 'Frontal/Lateral', 'AP/PA']
-
-def read_chexpert_csv(path, check_images: bool = False) -> pd.DataFrame:
-    "A CheXpert `train.csv`/`valid.csv` with columns and label values checked (1, 0, -1 or blank)."
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{path}: CheXpert CSV not found")
-    df = pd.read_csv(path)
-    missing = [c for c in CHEXPERT_META + CHEXPERT_COLUMNS if c not in df.columns]
-    if missing: raise ValueError(f"{path}: missing column(s) {missing}; expected CheXpert's {CHEXPERT_META} + 14 labels")
-    for c in CHEXPERT_COLUMNS:
-        v = pd.to_numeric(df[c], errors='coerce')
-        bad = (v.isna() & df[c].notna()) | ~(v.isin([1, 0, -1]) | v.isna())
-        if bad.any():
-            i = int(np.argmax(bad.values))
-            raise ValueError(f"{path}: row {i + 2} column {c!r}: label {str(df[c].iloc[i])!r} not in {{1, 0, -1, blank}}")
-        df[c] = v
-    if check_images:
-        base = path.parent.parent
-        for i, p in enumerate(df.Path):
-            if not (base/p).exists(): raise FileNotFoundError(f"{base/p}: image of {path.name} row {i + 2} does not exist")
-    return df
-
-RSNA_COLUMNS = ['patientId', 'x', 'y', 'width', 'height', 'Target']
-
-def read_rsna(root, check_images: bool = True) -> pd.DataFrame:
-    "RSNA pneumonia labels, one row per image: `patientId, path, Target, boxes` (boxes as [x, y, w, h] lists)."
-    root = Path(root); f = root/'stage_2_train_labels.csv'
-    if not f.exists(): raise FileNotFoundError(f"{f}: RSNA label file not found")
-    df = pd.read_csv(f)
-    missing = [c for c in RSNA_COLUMNS if c not in df.columns]
-    if missing: raise ValueError(f"{f}: missing column(s) {missing}; expected {RSNA_COLUMNS}")
-    bad = ~df.Target.isin([0, 1])
-    if bad.any(): i = int(np.argmax(bad.values)); raise ValueError(f"{f}: row {i + 2} column 'Target': expected 0 or 1, got {str(df.Target.iloc[i])!r}")
-    pos_nobox = (df.Target == 1) & df[['x', 'y', 'width', 'height']].isna().any(axis=1)
-    if pos_nobox.any(): i = int(np.argmax(pos_nobox.values)); raise ValueError(f"{f}: row {i + 2}: Target 1 without a box")
-    boxes = {}
-    for pid, *box in df.dropna(subset=['x', 'y', 'width', 'height'])[['patientId', 'x', 'y', 'width', 'height']].itertuples(index=False):
-        boxes.setdefault(pid, []).append([float(v) for v in box])
-    out = df.groupby('patientId', sort=False).Target.max().astype(int).reset_index()
-    out.insert(1, 'path', 'stage_2_train_images/' + out.patientId + '.dcm')
-    out['boxes'] = [boxes.get(p, []) for p in out.patientId]
-    if check_images:
-        for p in out.path:
-            if not (root/p).exists(): raise FileNotFoundError(f"{root/p}: DICOM listed in {f.name} does not exist")
-    return out
-
-NIH_LABELS = ['Atelectasis', 'Cardiomegaly', 'Consolidation', 'Edema', 'Effusion', 'Emphysema', 'Fibrosis', 'Hernia',
-              'Infiltration', 'Mass', 'No Finding', 'Nodule', 'Pleural_Thickening', 'Pneumonia', 'Pneumothorax']
-
-def read_nih(csv, image_dir=None) -> pd.DataFrame:
-    "NIH ChestX-ray14 `Data_Entry` rows with a multi-hot column per label (and `path` when `image_dir` is given)."
-    csv = Path(csv)
-    df = pd.read_csv(csv)
-    for c in ('Image Index', 'Finding Labels', 'View Position'):
-        if c not in df.columns: raise ValueError(f"{csv}: missing column {c!r}; expected the Data_Entry_2017 columns")
-    labels = df['Finding Labels'].astype(str).str.split('|')
-    for i, ls in enumerate(labels):
-        unknown = [l for l in ls if l not in NIH_LABELS]
-        if unknown: raise ValueError(f"{csv}: row {i + 2}: unknown label(s) {unknown}; expected some of {NIH_LABELS}")
-    for l in NIH_LABELS: df[l] = labels.map(lambda ls: int(l in ls))
-    if image_dir is not None:
-        image_dir = Path(image_dir); df['path'] = [str(image_dir/n) for n in df['Image Index']]
-        for i, p in enumerate(df.path):
-            if not Path(p).exists(): raise FileNotFoundError(f"{p}: image of {csv.name} row {i + 2} does not exist")
-    return df
-
-def _openi_record(name: str, xml_bytes: bytes) -> dict:
-    try: root = ET.fromstring(xml_bytes)
-    except ET.ParseError as e: raise ValueError(f"{name}: not well-formed XML ({e})") from None
-    sec = {t.get('Label', '').upper(): ' '.join((t.text or '').split()) for t in root.iter('AbstractText')}
-    return dict(file=name, uid=name.rsplit('/', 1)[-1].removesuffix('.xml'), findings=sec.get('FINDINGS', ''),
-                impression=sec.get('IMPRESSION', ''), images=[p.get('id') for p in root.iter('parentImage')],
-                mesh=[m.text for m in root.iter('major') if m.text])
-
-def read_openi_reports(archive) -> pd.DataFrame:
-    "Every Open-i (IU X-ray) XML report of `NLMCXR_reports.tgz` (or a folder of XMLs): findings, impression, image ids."
-    archive = Path(archive)
-    if not archive.exists(): raise FileNotFoundError(f"{archive}: Open-i report archive not found")
-    recs = []
-    if archive.is_dir():
-        for f in sorted(archive.rglob('*.xml')): recs.append(_openi_record(str(f), f.read_bytes()))
-    else:
-        try:
-            with tarfile.open(archive) as tf:
-                for m in tf:
-                    if m.isfile() and m.name.endswith('.xml'): recs.append(_openi_record(f"{archive}:{m.name}", tf.extractfile(m).read()))
-        except tarfile.TarError as e: raise ValueError(f"{archive}: not a readable tar archive ({e})") from None
-    if not recs: raise ValueError(f"{archive}: no .xml reports found")
-    df = pd.DataFrame(recs)
-    df['order'] = pd.to_numeric(df.uid, errors='coerce')
-    return df.sort_values(['order', 'uid']).drop(columns='order').reset_index(drop=True)
-
-# %% ../nbs/04_datasets.ipynb #263338d1
-def openi_studies(reports: pd.DataFrame, metadata_csv) -> pd.DataFrame:
-    "Open-i reports with their `frontal`/`lateral` image ids picked by the MIMIC builder's rule; counts in `.attrs['counts']`."
-    from alta_nb.mimic import FRONTAL_RANK, LATERAL_RANK
-    metadata_csv = Path(metadata_csv)
-    m = pd.read_csv(metadata_csv, usecols=lambda c: c in ('imageid', 'View Position'), dtype=str)
-    if list(sorted(m.columns)) != ['View Position', 'imageid']:
-        raise ValueError(f"{metadata_csv}: expected columns 'imageid' and 'View Position'")
-    view = dict(zip(m.imageid, m['View Position'].fillna('').str.strip().str.upper()))
-    def pick(ids, rank):
-        c = sorted((rank[view[i]], i) for i in ids if view.get(i) in rank)
-        return c[0][1] if c else '-1'
-    out = reports.copy()
-    out['frontal'] = [pick(ids, FRONTAL_RANK) for ids in out.images]
-    out['lateral'] = [pick(ids, LATERAL_RANK) for ids in out.images]
-    out['report'] = [' '.join(x for x in (f, i) if x) for f, i in zip(out.findings, out.impression)]
-    out.attrs['counts'] = dict(reports=len(out), with_frontal=int((out.frontal != '-1').sum()), with_lateral=int((out.lateral != '-1').sum()),
-                               with_both=int(((out.frontal != '-1') & (out.lateral != '-1')).sum()),
-                               images_without_metadata=int(sum(i not in view for ids in out.images for i in ids)),
-                               empty_reports=int((out.report == '').sum()))
-    return out

@@ -12,16 +12,14 @@ import pandas as pd
 from .core import atomic_write, data_dir
 
 # %% auto #0
-__all__ = ['CHEXPERT_LABELS', 'CHEXPERT_5', 'CHEXPERT_8', 'RSNA_CLASSES', 'EVALSETS_DIR', 'SHIPPED', 'ALTA_URL', 'CONVIRT_URL',
-           'EvalSet', 'write_id_list', 'read_id_list', 'read_label_table', 'gloria_5x200_mask', 'chexpert_5x200',
-           'exclusive_mask', 'patient_of', 'chexpert_8x200', 'rsna_patient_labels', 'rsna_gloria_split',
-           'read_alta_rsna_list', 'shipped_sums', 'shipped_set', 'build_public_lists', 'official_lists',
-           'convirt_text_queries', 'check_images', 'usable_classes', 'eval_sets_for']
+__all__ = ['CHEXPERT_5', 'CHEXPERT_8', 'RSNA_CLASSES', 'EVALSETS_DIR', 'SHIPPED', 'ALTA_URL', 'CONVIRT_URL', 'EvalSet',
+           'write_id_list', 'read_id_list', 'read_label_table', 'gloria_5x200_mask', 'chexpert_5x200', 'exclusive_mask',
+           'patient_of', 'chexpert_8x200', 'rsna_patient_labels', 'rsna_gloria_split', 'read_alta_rsna_list',
+           'shipped_sums', 'shipped_set', 'build_public_lists', 'official_lists', 'convirt_text_queries',
+           'check_images', 'usable_classes', 'eval_sets_for']
 
 # %% ../nbs/14_eval_sets.ipynb #478e03c1
-CHEXPERT_LABELS = ['No Finding', 'Enlarged Cardiomediastinum', 'Cardiomegaly', 'Lung Opacity', 'Lung Lesion',
-                   'Edema', 'Consolidation', 'Pneumonia', 'Atelectasis', 'Pneumothorax', 'Pleural Effusion',
-                   'Pleural Other', 'Fracture', 'Support Devices']
+from .synthcxr import CHEXPERT_LABELS   # CheXpert's own column order, defined once in the data layer
 CHEXPERT_5 = ['Atelectasis', 'Cardiomegaly', 'Consolidation', 'Edema', 'Pleural Effusion']   # GLoRIA's competition tasks
 CHEXPERT_8 = ['Atelectasis', 'Cardiomegaly', 'Edema', 'Fracture', 'No Finding', 'Pleural Effusion', 'Pneumonia',
               'Pneumothorax']                                                                    # ConVIRT's 8 classes
@@ -238,6 +236,7 @@ def _one_positive(f: Path, df: pd.DataFrame, cols) -> list:
                                   f"got {int(pos[bad[0]].sum())} ({len(bad)} such rows)")
     return [cols[i] for i in pos.argmax(1)]
 
+# %% ../nbs/14_eval_sets.ipynb #6d58f7a6
 def official_lists(alta_repo=None, convirt_repo=None) -> dict:
     "ALTA's and/or ConVIRT's released evaluation lists as EvalSets, read from local checkouts (ids + labels only)."
     if not alta_repo and not convirt_repo:
@@ -262,6 +261,7 @@ def official_lists(alta_repo=None, convirt_repo=None) -> dict:
             {'path': c['Path'], 'label': _one_positive(f, c, CHEXPERT_LABELS)}), CHEXPERT_8, source=str(f))
     return sets
 
+# %% ../nbs/14_eval_sets.ipynb #0272fccf
 def convirt_text_queries(convirt_repo) -> dict:
     "ConVIRT's expert-written 8x200 text queries `{class: [sentences]}` (CHEXPERT_8 order), from a local checkout."
     f = _checkout_file(convirt_repo, 'text-retrieval/query.csv', CONVIRT_URL)

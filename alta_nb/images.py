@@ -52,13 +52,10 @@ _DECODERS = {'1.2.840.10008.1.2.4.90': 'pylibjpeg pylibjpeg-openjpeg', '1.2.840.
              '1.2.840.10008.1.2.4.80': 'pylibjpeg pylibjpeg-libjpeg', '1.2.840.10008.1.2.4.81': 'pylibjpeg pylibjpeg-libjpeg',
              '1.2.840.10008.1.2.4.201': 'pylibjpeg pylibjpeg-openjpeg', '1.2.840.10008.1.2.4.203': 'pylibjpeg pylibjpeg-openjpeg'}
 
-def read_dicom(path) -> np.ndarray:
-    "A DICOM radiograph as float32 H×W in [0,1], LUTs applied, MONOCHROME1 inverted (bone bright)."
+def _dicom_pixels(path: Path):
+    "The dataset and raw pixel array of a DICOM file, or a one-line error naming the file and what is wrong."
     import pydicom
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{path}: DICOM file does not exist")
     try:
         try: ds = pydicom.dcmread(path)
         except InvalidDicomError: ds = pydicom.dcmread(path, force=True)     # no preamble / file meta
@@ -77,6 +74,12 @@ def read_dicom(path) -> np.ndarray:
                              f"pip install {_DECODERS.get(str(ts), 'pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg')}") from None
         raise ValueError(f"{path}: corrupt or truncated DICOM pixel data ({msg})") from None
     if arr.ndim != 2: raise ValueError(f"{path}: expected a single-frame greyscale image, got pixel array of shape {arr.shape}")
+    return ds, arr
+
+# %% ../nbs/03_images.ipynb #23d2850c
+def _dicom_unit(ds, arr: np.ndarray) -> np.ndarray:
+    "Stored pixel values → float32 [0,1]: modality LUT, VOI LUT, scaling by the value range, MONOCHROME1 inverted."
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
     bits = int(ds.get('BitsStored', 8 * arr.dtype.itemsize))
     signed = int(ds.get('PixelRepresentation', 0)) == 1
     lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
@@ -92,6 +95,12 @@ def read_dicom(path) -> np.ndarray:
     x = np.clip(x, 0, 1).astype(np.float32)
     if str(ds.get('PhotometricInterpretation', 'MONOCHROME2')).strip() == 'MONOCHROME1': x = 1.0 - x
     return x
+
+def read_dicom(path) -> np.ndarray:
+    "A DICOM radiograph as float32 H×W in [0,1], LUTs applied, MONOCHROME1 inverted (bone bright)."
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f"{path}: DICOM file does not exist")
+    return _dicom_unit(*_dicom_pixels(path))
 
 # %% ../nbs/03_images.ipynb #3fb4df5b
 def read_image(path) -> np.ndarray:
@@ -205,17 +214,32 @@ def image_transform(size: int, train: bool = False):
 # %% ../nbs/03_images.ipynb #7b8518dc
 CACHE_VERSION = 1
 
+def _cache_key(root: Path, paths: list, size: int) -> str:
+    "A hash of the images' identity (path, size in bytes, mtime), the root and the crop size."
+    ident = []
+    for p in paths:
+        full = root/p
+        try: stt = full.stat()
+        except FileNotFoundError: raise FileNotFoundError(f"{full}: image file does not exist") from None
+        ident.append((p, stt.st_size, stt.st_mtime_ns))
+    return hashlib.sha1(json.dumps([CACHE_VERSION, str(root.resolve()), size, ident]).encode()).hexdigest()[:20]
+
+def _sparse_file(d: Path, f: Path, nbytes: int):
+    "Create `f` (in folder `d`) as `nbytes` sparse zeros unless it exists with that size; the first creator wins."
+    if f.exists() and f.stat().st_size == nbytes: return
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=f'.{f.name}.')
+    os.ftruncate(fd, nbytes); os.close(fd)           # sparse zeros
+    try: os.link(tmp, f)                              # atomic and never replaces: the first creator wins
+    except FileExistsError: pass
+    finally: os.unlink(tmp)
+    if f.stat().st_size != nbytes: raise ValueError(f"{f}: cache file has size {f.stat().st_size}, expected {nbytes}; delete it")
+
+# %% ../nbs/03_images.ipynb #171e3605
 class ImageCache:
     "uint8 (N,S,S) memory-mapped cache of `preprocess_u8(root/path, size)` for a fixed list of `paths`."
     def __init__(self, paths, root, size: int, cache_dir=None):
         self.paths, self.root, self.size = [str(p) for p in paths], Path(root), int(size)
-        ident = []
-        for p in self.paths:
-            full = self.root/p
-            try: stt = full.stat()
-            except FileNotFoundError: raise FileNotFoundError(f"{full}: image file does not exist") from None
-            ident.append((p, stt.st_size, stt.st_mtime_ns))
-        self.key = hashlib.sha1(json.dumps([CACHE_VERSION, str(self.root.resolve()), self.size, ident]).encode()).hexdigest()[:20]
+        self.key = _cache_key(self.root, self.paths, self.size)
         self.dir = Path(cache_dir or data_dir()/'cache'); self.dir.mkdir(parents=True, exist_ok=True)
         self.file, self.flags_file = self.dir/f'{self.key}_{self.size}.u8', self.dir/f'{self.key}_{self.size}.ok'
         self.index = {p: i for i, p in enumerate(self.paths)}
@@ -223,14 +247,7 @@ class ImageCache:
 
     def _create(self):
         n = max(len(self.paths), 1)
-        for f, nbytes in ((self.file, n * self.size * self.size), (self.flags_file, n)):
-            if f.exists() and f.stat().st_size == nbytes: continue
-            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f'.{f.name}.')
-            os.ftruncate(fd, nbytes); os.close(fd)           # sparse zeros
-            try: os.link(tmp, f)                              # atomic and never replaces: the first creator wins
-            except FileExistsError: pass
-            finally: os.unlink(tmp)
-            if f.stat().st_size != nbytes: raise ValueError(f"{f}: cache file has size {f.stat().st_size}, expected {nbytes}; delete it")
+        for f, nbytes in ((self.file, n * self.size * self.size), (self.flags_file, n)): _sparse_file(self.dir, f, nbytes)
 
     def _open(self):
         if self._pid != os.getpid():                          # (re)open after a DataLoader worker fork

@@ -107,14 +107,9 @@ def file_sha256(path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
     return h.hexdigest()
 
-def build_alta_table(mimic_root, out_csv=None, reports_root=None, strict: bool = False, check_files: bool = True,
-                     verbose: bool = True) -> pd.DataFrame:
-    "The ALTA study table of a MIMIC-CXR(-JPG) root (written to `out_csv` atomically); counts in `.attrs['counts']`."
-    root = Path(mimic_root); reports_root = Path(reports_root or root)
-    meta = read_metadata(root)
-    split_path = find_csv(root, 'mimic-cxr-2.0.0-split.csv')
-    split = read_checked_csv(split_path, SPLIT_COLUMNS).set_index('dicom_id').split
-    ext = _image_ext(root, meta)
+# %% ../nbs/02_mimic.ipynb #84fcf878
+def _with_priors(meta: pd.DataFrame, root: Path, strict: bool) -> tuple[pd.DataFrame, dict]:
+    "The studies with a frontal in time order, each with its prior's `study_id`, frontal and lateral; and the first counts."
     st = pick_views(meta).sort_values(['subject_id', 'StudyDate', 'StudyTime', 'study_id']).reset_index(drop=True)
     counts = dict(studies=len(st), no_frontal=int((st.frontal == '-1').sum()))
     if strict and counts['no_frontal']:
@@ -125,7 +120,11 @@ def build_alta_table(mimic_root, out_csv=None, reports_root=None, strict: bool =
     for col in ('study_id', 'frontal', 'lateral'):
         prev = st[col].where(has_f).groupby(st.subject_id).shift(1)
         st['prior_' + col] = prev.groupby(st.subject_id).ffill()
-    st = st[has_f].copy()
+    return st[has_f].copy(), counts
+
+# %% ../nbs/02_mimic.ipynb #5679e486
+def _study_rows(st: pd.DataFrame, reports_root: Path, split: pd.Series, split_path: Path, ext: str, strict: bool) -> list[dict]:
+    "One ALTA row per study whose report has a FINDINGS or IMPRESSION section."
     path = lambda sid, stid, d: _relpath(sid, stid, d, ext) if isinstance(d, str) and d != '-1' else '-1'
     rows = []
     for r in st.itertuples(index=False):
@@ -141,7 +140,20 @@ def build_alta_table(mimic_root, out_csv=None, reports_root=None, strict: bool =
                          last_image_path=path(r.subject_id, prior_sid, r.prior_frontal) if prior_sid else '-1',
                          last_auxview_image_path=path(r.subject_id, prior_sid, r.prior_lateral) if prior_sid else '-1',
                          report=text, subject_id=int(r.subject_id), study_id=int(r.study_id), split=split[r.frontal]))
-    counts['empty_reports_dropped'] = int(has_f.sum()) - len(rows)
+    return rows
+
+# %% ../nbs/02_mimic.ipynb #352ac8a5
+def build_alta_table(mimic_root, out_csv=None, reports_root=None, strict: bool = False, check_files: bool = True,
+                     verbose: bool = True) -> pd.DataFrame:
+    "The ALTA study table of a MIMIC-CXR(-JPG) root (written to `out_csv` atomically); counts in `.attrs['counts']`."
+    root = Path(mimic_root); reports_root = Path(reports_root or root)
+    meta = read_metadata(root)
+    split_path = find_csv(root, 'mimic-cxr-2.0.0-split.csv')
+    split = read_checked_csv(split_path, SPLIT_COLUMNS).set_index('dicom_id').split
+    ext = _image_ext(root, meta)
+    st, counts = _with_priors(meta, root, strict)
+    rows = _study_rows(st, reports_root, split, split_path, ext, strict)
+    counts['empty_reports_dropped'] = len(st) - len(rows)
     df = pd.DataFrame(rows, columns=ALTA_COLUMNS)
     if check_files:
         for col in ALTA_COLUMNS[:4]:

@@ -14,13 +14,13 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer, Block
 from transformers import BertConfig, BertForMaskedLM
 from .core import Config, get_config
+from .weights import read_state_dict, mrm_key_map, OFFICIAL_EXTRAS
 
 # %% auto #0
-__all__ = ['DEFAULT_SPECIAL_IDS', 'OFFICIAL_EXTRAS', 'sincos_1d', 'sincos_pos_embed_2d', 'check_image_size', 'mae_init_',
-           'build_vit', 'embed_patches', 'prepend_cls', 'run_blocks', 'random_masking', 'target_patch_size', 'patchify',
+__all__ = ['DEFAULT_SPECIAL_IDS', 'sincos_1d', 'sincos_pos_embed_2d', 'check_image_size', 'mae_init_', 'build_vit',
+           'embed_patches', 'prepend_cls', 'run_blocks', 'random_masking', 'target_patch_size', 'patchify',
            'unpatchify', 'MAEDecoder', 'build_decoder', 'mae_loss', 'mask_report_tokens', 'condition_embeddings',
-           'special_token_ids', 'make_bert_config', 'read_state_dict', 'load_mrm_weights', 'MRM',
-           'official_mrm_state_dict']
+           'special_token_ids', 'make_bert_config', 'MRM', 'official_mrm_state_dict', 'load_mrm_weights']
 
 # %% ../nbs/05_mrm.ipynb #0bb8696c
 def sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
@@ -206,67 +206,6 @@ def make_bert_config(cfg: Config, vocab_size: int | None = None, pad_token_id: i
                       hidden_act='gelu', layer_norm_eps=1e-12, pad_token_id=pad_token_id, type_vocab_size=2)
 
 # %% ../nbs/05_mrm.ipynb #a4bc16f8
-def _mrm_key_map(key: str) -> str | None:
-    "Official MRM/ALTA name → our name under `vit.`/`decoder.` (None = not part of the encoder/decoder)."
-    if key.startswith(('patch_embed.', 'blocks.', 'norm.')) or key in ('cls_token', 'pos_embed'):
-        return 'vit.' + key
-    for old, new in (('decoder_embed.', 'decoder.embed.'), ('decoder_blocks.', 'decoder.blocks.'),
-                     ('decoder_norm.', 'decoder.norm.'), ('decoder_pred.', 'decoder.pred.')):
-        if key.startswith(old): return new + key[len(old):]
-    return {'mask_token': 'decoder.mask_token', 'decoder_pos_embed': 'decoder.pos_embed'}.get(key)
-
-OFFICIAL_EXTRAS = ('bert_encoder.', 'bert_mlp.')   # MRM's own report decoder: ALTA replaces it by CXR-BERT
-
-def read_state_dict(path_or_state) -> dict:
-    "A state dict from a dict, a `.safetensors` file or a torch checkpoint (`weights_only=True`; `{'model': …}` unwrapped)."
-    if isinstance(path_or_state, dict): sd = path_or_state
-    else:
-        p = Path(path_or_state)
-        if not p.is_file():
-            raise FileNotFoundError(f"checkpoint {p} not found; put the official MRM.pth there "
-                                    "(from the RL4M/MRM-pytorch release) or set cfg.mrm_checkpoint to its path")
-        if p.suffix == '.safetensors':
-            from safetensors.torch import load_file
-            sd = load_file(str(p))
-        else:
-            try: sd = torch.load(p, map_location='cpu', weights_only=True)
-            except Exception as e: raise ValueError(f"checkpoint {p}: cannot be read as a torch state dict ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
-    if 'model' in sd and isinstance(sd['model'], dict): sd = sd['model']
-    if not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ValueError("checkpoint: expected a mapping of parameter names to tensors (optionally under 'model')")
-    return {k.removeprefix('module.'): v for k, v in sd.items()}
-
-def load_mrm_weights(model: nn.Module, path_or_state, vit_prefix: str = 'vit.', decoder_prefix: str = 'decoder.',
-                     strict: bool = True) -> dict:
-    """Load MRM encoder+decoder weights into `model`'s ViT (at `vit_prefix`) and MAE decoder (at `decoder_prefix`).
-    Accepts the official names (`MRM.pth`) or ours (`vit.*`, `decoder.*`). Returns what was loaded/ignored;
-    raises one line naming the keys when some are missing or mis-shaped."""
-    sd = read_state_dict(path_or_state)
-    ours = dict(model.named_parameters())
-    has_decoder = any(k.startswith(decoder_prefix) for k in ours)
-    want = {k for k in ours if k.startswith((vit_prefix, decoder_prefix) if has_decoder else vit_prefix) and 'adapter' not in k}
-    mapped, ignored, unexpected = {}, [], []
-    ours_format = any(k.startswith('vit.') for k in sd)      # a state dict of one of our MRM models
-    for k, v in sd.items():
-        new = k if k.startswith(('vit.', 'decoder.')) else None if ours_format else _mrm_key_map(k)
-        if new is None:
-            (ignored if ours_format or k.startswith(OFFICIAL_EXTRAS) else unexpected).append(k); continue
-        new = vit_prefix + new[4:] if new.startswith('vit.') else decoder_prefix + new[8:]
-        if new not in ours:
-            (ignored if 'adapter' in new or not has_decoder and new.startswith(decoder_prefix) else unexpected).append(k)
-            continue
-        if tuple(v.shape) != tuple(ours[new].shape):
-            raise ValueError(f"checkpoint key {k!r} has shape {tuple(v.shape)} but the model's {new!r} is {tuple(ours[new].shape)} "
-                             "(image_size/patch_size/widths must match the checkpoint)")
-        mapped[new] = v
-    missing = sorted(want - set(mapped))
-    if strict and missing:
-        raise ValueError(f"checkpoint lacks {len(missing)} MRM key(s), e.g. {missing[:4]}; expected an MRM.pth-style state dict")
-    with torch.no_grad():
-        for k, v in mapped.items(): ours[k].copy_(v.to(ours[k].dtype))
-    if unexpected: warnings.warn(f"MRM checkpoint: {len(unexpected)} unexpected key(s) ignored, e.g. {unexpected[:4]}")
-    return dict(loaded=sorted(mapped), missing=missing, ignored=ignored, unexpected=unexpected)
-
 class MRM(nn.Module):
     "MRM pretraining: MAE on the current frontal (high-res target) + image-conditioned masked report modeling."
     kind = 'mrm'
@@ -302,23 +241,29 @@ class MRM(nn.Module):
         l_mlm = torch.nan_to_num(l_mlm)           # a batch where nothing got masked contributes 0
         return dict(loss=l_mae + l_mlm, mae_loss=l_mae, mlm_loss=l_mlm)
 
-    def encode_image(self, images: torch.Tensor, view_mask=None) -> torch.Tensor:
-        frontal = images[:, 0] if images.ndim == 5 else images
-        cls = run_blocks(self.vit, prepend_cls(self.vit, embed_patches(self.vit, frontal)))[:, 0]
-        return F.normalize(cls, dim=-1)
+# %% ../nbs/05_mrm.ipynb #69f152cd
+def _mrm_encode_image(self: MRM, images: torch.Tensor, view_mask=None) -> torch.Tensor:
+    "L2-normalised CLS features of the current frontal (B, vit_dim)."
+    frontal = images[:, 0] if images.ndim == 5 else images
+    cls = run_blocks(self.vit, prepend_cls(self.vit, embed_patches(self.vit, frontal)))[:, 0]
+    return F.normalize(cls, dim=-1)
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        h = self.mlm.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0]
-        return F.normalize(h, dim=-1)
+def _mrm_encode_text(self: MRM, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    "L2-normalised [CLS] features of the report model (B, text_dim)."
+    h = self.mlm.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0]
+    return F.normalize(h, dim=-1)
 
-    def similarity(self, img: torch.Tensor, txt: torch.Tensor) -> torch.Tensor:
-        if img.shape[-1] != txt.shape[-1]:
-            raise ValueError(f"MRM has no joint space: image features are {img.shape[-1]}-d, text {txt.shape[-1]}-d")
-        return img @ txt.T
+def _mrm_similarity(self: MRM, img: torch.Tensor, txt: torch.Tensor) -> torch.Tensor:
+    "Dot products (B_img, B_txt); refused when the two towers' widths differ."
+    if img.shape[-1] != txt.shape[-1]:
+        raise ValueError(f"MRM has no joint space: image features are {img.shape[-1]}-d, text {txt.shape[-1]}-d")
+    return img @ txt.T
 
-    def trainable_parameters(self): return [p for p in self.parameters() if p.requires_grad]
+def _mrm_trainable_parameters(self: MRM): return [p for p in self.parameters() if p.requires_grad]
+def _mrm_load_mrm_state(self: MRM, path_or_state) -> dict: return load_mrm_weights(self, path_or_state)
 
-    def load_mrm_state(self, path_or_state) -> dict: return load_mrm_weights(self, path_or_state)
+MRM.encode_image, MRM.encode_text, MRM.similarity = _mrm_encode_image, _mrm_encode_text, _mrm_similarity
+MRM.trainable_parameters, MRM.load_mrm_state = _mrm_trainable_parameters, _mrm_load_mrm_state
 
 # %% ../nbs/05_mrm.ipynb #93a3e941
 def official_mrm_state_dict(cfg: Config, with_report_decoder: bool = True) -> dict:
@@ -341,3 +286,35 @@ def official_mrm_state_dict(cfg: Config, with_report_decoder: bool = True) -> di
                                    'bert_encoder.model.bert.embeddings.word_embeddings.weight': (30000, 384)}
     g = torch.Generator().manual_seed(0)
     return {k: torch.randn(s, generator=g) for k, s in sd.items()}
+
+# %% ../nbs/05_mrm.ipynb #14a487e5
+def load_mrm_weights(model: nn.Module, path_or_state, vit_prefix: str = 'vit.', decoder_prefix: str = 'decoder.',
+                     strict: bool = True) -> dict:
+    """Load MRM encoder+decoder weights into `model`'s ViT (at `vit_prefix`) and MAE decoder (at `decoder_prefix`).
+    Accepts the official names (`MRM.pth`) or ours (`vit.*`, `decoder.*`). Returns what was loaded/ignored;
+    raises one line naming the keys when some are missing or mis-shaped."""
+    sd = read_state_dict(path_or_state)
+    ours = dict(model.named_parameters())
+    has_decoder = any(k.startswith(decoder_prefix) for k in ours)
+    want = {k for k in ours if k.startswith((vit_prefix, decoder_prefix) if has_decoder else vit_prefix) and 'adapter' not in k}
+    mapped, ignored, unexpected = {}, [], []
+    ours_format = any(k.startswith('vit.') for k in sd)      # a state dict of one of our MRM models
+    for k, v in sd.items():
+        new = k if k.startswith(('vit.', 'decoder.')) else None if ours_format else mrm_key_map(k)
+        if new is None:
+            (ignored if ours_format or k.startswith(OFFICIAL_EXTRAS) else unexpected).append(k); continue
+        new = vit_prefix + new[4:] if new.startswith('vit.') else decoder_prefix + new[8:]
+        if new not in ours:
+            (ignored if 'adapter' in new or not has_decoder and new.startswith(decoder_prefix) else unexpected).append(k)
+            continue
+        if tuple(v.shape) != tuple(ours[new].shape):
+            raise ValueError(f"checkpoint key {k!r} has shape {tuple(v.shape)} but the model's {new!r} is {tuple(ours[new].shape)} "
+                             "(image_size/patch_size/widths must match the checkpoint)")
+        mapped[new] = v
+    missing = sorted(want - set(mapped))
+    if strict and missing:
+        raise ValueError(f"checkpoint lacks {len(missing)} MRM key(s), e.g. {missing[:4]}; expected an MRM.pth-style state dict")
+    with torch.no_grad():
+        for k, v in mapped.items(): ours[k].copy_(v.to(ours[k].dtype))
+    if unexpected: warnings.warn(f"MRM checkpoint: {len(unexpected)} unexpected key(s) ignored, e.g. {unexpected[:4]}")
+    return dict(loaded=sorted(mapped), missing=missing, ignored=ignored, unexpected=unexpected)

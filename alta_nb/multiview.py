@@ -63,31 +63,34 @@ class MultiViewEncoder(nn.Module):
         w = view_mask.to(cls.dtype)[..., None]
         return (cls * w).sum(1) / w.sum(1).clamp(min=1)
 
-    def forward(self, images: torch.Tensor, view_mask: torch.Tensor | None = None, mask_ratio: float = 0.0,
-                generator: torch.Generator | None = None) -> dict:
-        """Encode a study. Returns `cls` (B,V,D), `patches` (B,V,K,D) of the visible patches, `pooled` (B,D),
-        `view_mask` (B,V), and the MAE bookkeeping `mask`/`ids_restore` (B,V,N)."""
-        images, view_mask = as_study(images, view_mask)
-        S = self.vit.patch_embed.img_size[0]
-        if images.shape[-2:] != (S, S):
-            raise ValueError(f"images: expected {S}x{S} pixels (cfg.image_size), got {tuple(images.shape[-2:])}")
-        B, V = images.shape[:2]
-        x = self.vit.patch_embed(images.flatten(0, 1))                             # (B·V, N, D)
-        missing = ~view_mask.reshape(-1, 1, 1)
-        x = torch.where(missing, self.missing_token.to(x.dtype).expand_as(x), x)   # a missing view has no pixels
-        x = x + self.vit.pos_embed[:, 1:]
-        if mask_ratio > 0: x, mask, ids_restore = random_masking(x, mask_ratio, generator)
-        else:
-            mask = x.new_zeros(x.shape[:2])
-            ids_restore = torch.arange(x.shape[1], device=x.device).expand(x.shape[0], -1)
-        x = prepend_cls(self.vit, x)
-        x = (x.view(B, V, *x.shape[1:]) + self.slot_embedding(V)[:, :, None]).flatten(0, 1)
-        h = run_blocks(self.vit, x).view(B, V, x.shape[1], -1)
-        cls = h[:, :, 0]
-        return dict(cls=cls, patches=h[:, :, 1:], pooled=self.pool(cls, view_mask), view_mask=view_mask,
-                    mask=mask.view(B, V, -1), ids_restore=ids_restore.reshape(B, V, -1))
+# %% ../nbs/07_multiview.ipynb #900a4849
+def _multiview_forward(self: MultiViewEncoder, images: torch.Tensor, view_mask: torch.Tensor | None = None,
+                       mask_ratio: float = 0.0, generator: torch.Generator | None = None) -> dict:
+    """Encode a study. Returns `cls` (B,V,D), `patches` (B,V,K,D) of the visible patches, `pooled` (B,D),
+    `view_mask` (B,V), and the MAE bookkeeping `mask`/`ids_restore` (B,V,N)."""
+    images, view_mask = as_study(images, view_mask)
+    S = self.vit.patch_embed.img_size[0]
+    if images.shape[-2:] != (S, S):
+        raise ValueError(f"images: expected {S}x{S} pixels (cfg.image_size), got {tuple(images.shape[-2:])}")
+    B, V = images.shape[:2]
+    x = self.vit.patch_embed(images.flatten(0, 1))                             # (B·V, N, D)
+    missing = ~view_mask.reshape(-1, 1, 1)
+    x = torch.where(missing, self.missing_token.to(x.dtype).expand_as(x), x)   # a missing view has no pixels
+    x = x + self.vit.pos_embed[:, 1:]
+    if mask_ratio > 0: x, mask, ids_restore = random_masking(x, mask_ratio, generator)
+    else:
+        mask = x.new_zeros(x.shape[:2])
+        ids_restore = torch.arange(x.shape[1], device=x.device).expand(x.shape[0], -1)
+    x = prepend_cls(self.vit, x)
+    x = (x.view(B, V, *x.shape[1:]) + self.slot_embedding(V)[:, :, None]).flatten(0, 1)
+    h = run_blocks(self.vit, x).view(B, V, x.shape[1], -1)
+    cls = h[:, :, 0]
+    return dict(cls=cls, patches=h[:, :, 1:], pooled=self.pool(cls, view_mask), view_mask=view_mask,
+                mask=mask.view(B, V, -1), ids_restore=ids_restore.reshape(B, V, -1))
 
-    def encode_single(self, images: torch.Tensor) -> torch.Tensor:
-        "Evaluation path: (B,3,S,S) single images as view 0 at time 0 → (B,D) CLS features."
-        if images.ndim != 4: raise ValueError(f"encode_single: expected (B,3,S,S), got {tuple(images.shape)}")
-        return self(images[:, None], torch.ones(images.shape[0], 1, dtype=torch.bool, device=images.device))['pooled']
+def _multiview_encode_single(self: MultiViewEncoder, images: torch.Tensor) -> torch.Tensor:
+    "Evaluation path: (B,3,S,S) single images as view 0 at time 0 → (B,D) CLS features."
+    if images.ndim != 4: raise ValueError(f"encode_single: expected (B,3,S,S), got {tuple(images.shape)}")
+    return self(images[:, None], torch.ones(images.shape[0], 1, dtype=torch.bool, device=images.device))['pooled']
+
+MultiViewEncoder.forward, MultiViewEncoder.encode_single = _multiview_forward, _multiview_encode_single

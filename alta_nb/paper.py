@@ -30,7 +30,7 @@ def _check(rows: list, what: str, path, fn=None):
 def compute_estimate(cfg: Config, n_train: int, epochs: int, kind: str = 'alta', gpus: int = 4,
                      peak_tflops: float = 989.0, mfu: float = 0.35) -> dict:
     "Training FLOPs and GPU-hours of `epochs` over `n_train` samples for model `kind` at `cfg`'s size."
-    from alta_nb.train import step_flops
+    from alta_nb.compute import step_flops
     f = step_flops(cfg, kind, batch_size=2, device='meta')
     total = f['flops_per_sample'] * n_train * epochs
     gpu_hours = total / (peak_tflops * 1e12 * mfu) / 3600
@@ -43,13 +43,10 @@ def _csv_note(df: pd.DataFrame) -> str:
     c = df.attrs.get('counts', {})
     return ', '.join(f'{k}={v}' for k, v in c.items() if k != 'sha256')
 
-def paper_dry_run(cfg: Config, mimic_root, chexpert_root, rsna_root, mrm_checkpoint: str = '', cxrbert_path: str = '',
-                  out_dir=None, gpus: int = 4, mfu: float = 0.35, peak_tflops: float = 989.0, estimate: bool = True) -> dict:
-    "Check every input of a paper-profile run and return `{checks, plan, compute, ok}`; nothing is trained."
+def _data_checks(rows: list, cfg: Config, mimic_root: Path, chexpert_root, rsna_root, out_dir: Path):
+    "Check the MIMIC files, the ALTA study table and the eval sets into `rows`; return the table (None if it failed)."
     from alta_nb.mimic import build_alta_table
     from alta_nb.eval_sets import eval_sets_for
-    rows = []
-    mimic_root, out_dir = Path(mimic_root), Path(out_dir or mimic_root)
     for name in ('mimic-cxr-2.0.0-metadata.csv', 'mimic-cxr-2.0.0-split.csv'):
         _check(rows, f'MIMIC {name}', next(iter(mimic_root.glob(f'{name}*')), mimic_root/name))
     table = _check(rows, 'ALTA study table (views, priors, reports, split)', mimic_root,
@@ -60,8 +57,13 @@ def paper_dry_run(cfg: Config, mimic_root, chexpert_root, rsna_root, mrm_checkpo
     if isinstance(sets, dict):
         rows[-1]['note'] = ', '.join(f'{k}: n={len(v)}' for k, v in sets.items() if hasattr(v, 'sha256'))
         if any(sets.get('dropped', {}).values()): rows[-1]['note'] += f"; classes short of {cfg.eval_per_class}: {sets['dropped']}"
+    return table
+
+# %% ../nbs/19_paper.ipynb #2437c6db
+def _weight_checks(rows: list, mrm_checkpoint: str = '', cxrbert_path: str = ''):
+    "Check the optional MRM checkpoint and CXR-BERT folder into `rows`, or note what happens without them."
     if mrm_checkpoint:
-        from alta_nb.mrm import read_state_dict
+        from alta_nb.weights import read_state_dict
         _check(rows, 'MRM checkpoint (MRM.pth)', mrm_checkpoint, lambda: f'{len(read_state_dict(mrm_checkpoint))} tensors')
     else:
         rows.append(dict(check='MRM checkpoint (MRM.pth)', path='', ok=True,
@@ -73,19 +75,32 @@ def paper_dry_run(cfg: Config, mimic_root, chexpert_root, rsna_root, mrm_checkpo
         rows.append(dict(check='CXR-BERT folder', path='', ok=True,
                          note='not given: the text tower starts from random init with a WordPiece tokenizer trained on the reports; '
                               'put BiomedVLP-CXR-BERT-specialized in a folder and pass cxrbert_path=PATH for the paper set-up'))
-    checks = pd.DataFrame(rows)
-    n_train = int((table.split == 'train').sum()) if isinstance(table, pd.DataFrame) else 0
+
+# %% ../nbs/19_paper.ipynb #faa3e6d4
+def _plan(cfg: Config, n_train: int, gpus: int) -> dict:
+    "Batch, learning rate and schedule of a run of `n_train` studies on `gpus` GPUs."
     steps_per_epoch = math.ceil(n_train / cfg.batch_size) if n_train else 0
     sched = cfg.schedule_epochs or cfg.epochs
-    plan = dict(train_studies=n_train, global_batch=cfg.batch_size, per_gpu_batch=cfg.batch_size // gpus, gpus=gpus,
+    return dict(train_studies=n_train, global_batch=cfg.batch_size, per_gpu_batch=cfg.batch_size // gpus, gpus=gpus,
                 lr=cfg.lr, weight_decay=cfg.weight_decay, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs,
                 total_steps=steps_per_epoch * cfg.epochs, warmup_steps=int(steps_per_epoch * cfg.warmup_epochs),
                 cosine_over_epochs=sched, image_size=cfg.image_size, hires_size=cfg.hires_size)
+
+def paper_dry_run(cfg: Config, mimic_root, chexpert_root, rsna_root, mrm_checkpoint: str = '', cxrbert_path: str = '',
+                  out_dir=None, gpus: int = 4, mfu: float = 0.35, peak_tflops: float = 989.0, estimate: bool = True) -> dict:
+    "Check every input of a paper-profile run and return `{checks, plan, compute, ok}`; nothing is trained."
+    rows = []
+    mimic_root, out_dir = Path(mimic_root), Path(out_dir or mimic_root)
+    table = _data_checks(rows, cfg, mimic_root, chexpert_root, rsna_root, out_dir)
+    _weight_checks(rows, mrm_checkpoint, cxrbert_path)
+    checks = pd.DataFrame(rows)
+    n_train = int((table.split == 'train').sum()) if isinstance(table, pd.DataFrame) else 0
+    plan = _plan(cfg, n_train, gpus)
     compute = []
     if estimate and n_train:
         compute.append(compute_estimate(cfg, n_train, cfg.epochs, 'alta', gpus, peak_tflops, mfu))
         if not mrm_checkpoint:
-            from alta_nb.train import PAPER_SCHEDULES
+            from alta_nb.compute import PAPER_SCHEDULES
             n_img = int(sum((table[c] != '-1').sum() for c in ('image_path', 'auxview_image_path')))
             compute.append(compute_estimate(cfg, n_img, PAPER_SCHEDULES['mrm']['epochs'], 'mrm', gpus, peak_tflops, mfu))
     return dict(checks=checks, plan=plan, compute=pd.DataFrame(compute), ok=bool(checks.ok.all()))
@@ -93,7 +108,7 @@ def paper_dry_run(cfg: Config, mimic_root, chexpert_root, rsna_root, mrm_checkpo
 # %% ../nbs/19_paper.ipynb #1b5cb295
 def torchrun_command(mimic_root, gpus: int = 4, mrm_checkpoint: str = '', cxrbert_path: str = '', nnodes: int = 1,
                      run_dir: str = '_runs/paper/alta') -> str:
-    "The command line that trains the paper profile on `gpus` GPUs per node (the engine's CLI, `10_train`)."
+    "The command line that trains the paper profile on `gpus` GPUs per node (the engine's CLI, `11_scaling`)."
     where = ' --standalone' if nnodes == 1 else f' --nnodes={nnodes} --rdzv_backend=c10d --rdzv_endpoint=$MASTER_ADDR:29500 --rdzv_id=alta'
     extra = ''.join(f' {k}={v}' for k, v in (('mrm_checkpoint', mrm_checkpoint), ('cxrbert_path', cxrbert_path)) if v)
     return (f'torchrun{where} --nproc_per_node={gpus} -m alta_nb.train --profile paper --kind alta --run-dir {run_dir} '

@@ -9,9 +9,7 @@ from importlib import resources
 from pathlib import Path
 import numpy as np
 import pandas as pd
-import matplotlib
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 import seaborn as sns
 from .core import repo_root, atomic_write, save_metrics, save_figure, notebook_setup, Config
 
@@ -179,6 +177,7 @@ def _md_table(df: pd.DataFrame) -> list[str]:
     return ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)] + \
            ['| ' + ' | '.join(_cell(v) for v in row) + ' |' for row in df.itertuples(index=False)]
 
+# %% ../nbs/17_report.ipynb #4e315339
 def render_paper_vs_ours(paper: pd.DataFrame, run_metrics: dict, cfg: Config, later=()) -> str:
     "The whole `paper_vs_ours.md` for this run."
     table = paper_vs_ours_table(paper, run_metrics, cfg)
@@ -244,7 +243,8 @@ def compute_frames(paper: pd.DataFrame, run_metrics: dict) -> tuple[pd.DataFrame
 def plot_compute(ratios: pd.DataFrame, params: pd.DataFrame | None = None):
     "Bars: ALTA/MRM ratios (ours beside the paper's) and, when given, total vs trainable parameters."
     has_params = params is not None and len(params) > 0
-    fig, axes = plt.subplots(1, 2 if has_params else 1, figsize=(12 if has_params else 7, 4.5), squeeze=False)
+    fig = Figure(figsize=(12 if has_params else 7, 4.5))
+    axes = fig.subplots(1, 2 if has_params else 1, squeeze=False)
     ax = axes[0, 0]
     sns.barplot(data=ratios, x='quantity', y='value', hue='source', ax=ax, palette='Set2')
     ax.set_title('ALTA relative to MRM / full model'); ax.set_xlabel(''); ax.set_ylabel('ratio')
@@ -288,7 +288,8 @@ def plot_ablation(df: pd.DataFrame, metric: str, ax=None):
     "Bars at the mean over seeds with ±1 sd error bars and one dot per seed; returns `(fig, summary)`."
     s = ablation_summary(df, metric)
     d = df[df.metric == metric]
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(1.6 * len(s) + 2, 4.5))
+    if ax is None: ax = Figure(figsize=(1.6 * len(s) + 2, 4.5)).subplots()
+    fig = ax.figure
     ax.bar(range(len(s)), s['mean'], yerr=s['std'], capsize=6, color=sns.color_palette('Set2', len(s)), edgecolor='black')
     sns.stripplot(data=d, x='model', y='value', order=list(s.index), color='black', size=5, jitter=0.12, ax=ax)
     ax.set_xticks(range(len(s)), list(s.index), rotation=15)

@@ -43,6 +43,7 @@ class NotebookFailed(RuntimeError):
         self.nb, self.cell, self.error = nb, cell, error
         super().__init__(f"notebook {nb} failed in cell {cell}: {error}")
 
+# %% ../nbs/99_reproduce.ipynb #440c1885
 def _source_cell(out: Path, idx: int, source: str) -> str:
     "Name the failing cell as the author sees it: 1-based position in the source notebook + its first line."
     import nbformat
@@ -98,6 +99,35 @@ def collect_figures(run_dir: Path, stem: str, dest: Path) -> list[Path]:
             shutil.copy2(f, dest/f'{stem}-{f.name}'); out.append(dest/f'{stem}-{f.name}')
     return out
 
+# %% ../nbs/99_reproduce.ipynb #b36ab1d9
+def _previous_run(out_dir: Path) -> tuple[dict, dict]:
+    "Metrics and timings (without the total) of an earlier run in `out_dir`, which a run of `only` some notebooks keeps."
+    m, t = out_dir/'metrics.json', out_dir/'timings.json'
+    metrics = json.loads(m.read_text()) if m.exists() else {}
+    timings = json.loads(t.read_text()) if t.exists() else {}
+    return metrics, {k: v for k, v in timings.items() if k != 'total'}
+
+def _run_one(nb: Path, out_dir: Path, figures_dir: Path, params: dict, kernel: str, cell_timeout: int, tag: str):
+    "Run one notebook into `out_dir/<stem>` and gather its outputs; return `(metrics, seconds, status, failure)`."
+    run_dir = out_dir/nb.stem
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir/'metrics.json').unlink(missing_ok=True)     # stale numbers must not survive a failed run
+    shutil.rmtree(run_dir/'figures', ignore_errors=True)
+    print(f'{tag} {nb.stem} ...', flush=True)
+    t0, failure = time.perf_counter(), None
+    try:
+        secs = run_notebook(nb, out_dir/nb.name, {**params, 'run_dir': str(run_dir.resolve())}, kernel, cell_timeout)
+        status = 'ok'
+    except NotebookFailed as e:
+        secs, status, failure = time.perf_counter() - t0, 'FAILED', e
+        print(f'{tag} {nb.stem} FAILED after {secs:.1f}s: {e}', flush=True)
+    else: print(f'{tag} {nb.stem} ok {secs:.1f}s', flush=True)
+    mfile = run_dir/'metrics.json'
+    metrics = json.loads(mfile.read_text()) if mfile.exists() else {}
+    if status == 'ok': collect_figures(run_dir, nb.stem, figures_dir)
+    return metrics, secs, status, failure
+
+# %% ../nbs/99_reproduce.ipynb #43bab177
 def reproduce(profile: str = 'smoke', only=None, device: str = 'auto', seed: int = 0, nbs_dir=None,
               out_dir=None, figures_dir=None, kernel: str = KERNEL, cell_timeout: int = 1800,
               keep_going: bool = False) -> dict:
@@ -108,31 +138,14 @@ def reproduce(profile: str = 'smoke', only=None, device: str = 'auto', seed: int
     out_dir = Path(out_dir or runs_dir()/profile); out_dir.mkdir(parents=True, exist_ok=True)
     figures_dir = Path(figures_dir or repo_root()/'figures'/profile)
     ensure_kernel(kernel)
-    prev = json.loads((out_dir/'metrics.json').read_text()) if only and (out_dir/'metrics.json').exists() else {}
-    prev_t = json.loads((out_dir/'timings.json').read_text()) if only and (out_dir/'timings.json').exists() else {}
-    metrics, timings, rows, failure = dict(prev), {k: v for k, v in prev_t.items() if k != 'total'}, [], None
-    t_all = time.perf_counter()
+    metrics, timings = _previous_run(out_dir) if only else ({}, {})
+    rows, failure, t_all = [], None, time.perf_counter()
+    params = dict(profile=profile, seed=seed, run_dir='', device=device)   # run_dir: set per notebook
     for i, nb in enumerate(nbs, 1):
-        stem = nb.stem
-        run_dir = out_dir/stem
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir/'metrics.json').unlink(missing_ok=True)     # stale numbers must not survive a failed run
-        shutil.rmtree(run_dir/'figures', ignore_errors=True)
-        print(f'[{i}/{len(nbs)}] {stem} ...', flush=True)
-        params = dict(profile=profile, seed=seed, run_dir=str(run_dir.resolve()), device=device)
-        t0 = time.perf_counter()
-        try:
-            secs = run_notebook(nb, out_dir/nb.name, params, kernel, cell_timeout)
-            status = 'ok'
-        except NotebookFailed as e:
-            secs, status, failure = time.perf_counter() - t0, 'FAILED', failure or e
-            print(f'[{i}/{len(nbs)}] {stem} FAILED after {secs:.1f}s: {e}', flush=True)
-        else: print(f'[{i}/{len(nbs)}] {stem} ok {secs:.1f}s', flush=True)
-        mfile = run_dir/'metrics.json'
-        metrics[stem] = json.loads(mfile.read_text()) if mfile.exists() else {}
-        timings[stem] = round(secs, 2)
-        rows.append(dict(stem=stem, status=status, seconds=secs))
-        if status == 'ok': collect_figures(run_dir, stem, figures_dir)
+        ms, secs, status, err = _run_one(nb, out_dir, figures_dir, params, kernel, cell_timeout, f'[{i}/{len(nbs)}]')
+        metrics[nb.stem], timings[nb.stem] = ms, round(secs, 2)
+        rows.append(dict(stem=nb.stem, status=status, seconds=secs))
+        failure = failure or err
         if failure and not keep_going: break
     timings['total'] = round(sum(v for k, v in timings.items() if k != 'total'), 2)
     write_report(out_dir, profile, rows, metrics, timings)

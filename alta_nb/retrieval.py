@@ -14,9 +14,9 @@ from .core import data_dir, get_device
 from .eval_sets import EvalSet, check_images
 
 # %% auto #0
-__all__ = ['VIEW_ORDER', 'rank_candidates', 'precision_at_k', 'similarity', 'retrieval_scores', 'img2img', 'txt2img', 'img2txt',
-           'bootstrap_ci', 'model_fingerprint', 'image_dataset', 'embed_images', 'encode_text_raw', 'embed_texts',
-           'study_views', 'embed_studies', 'clean_text']
+__all__ = ['VIEW_ORDER', 'CHEXPERT8_TEXT_QUERIES', 'rank_candidates', 'precision_at_k', 'similarity', 'retrieval_scores',
+           'img2img', 'txt2img', 'img2txt', 'bootstrap_ci', 'model_fingerprint', 'image_dataset', 'embed_images',
+           'encode_text_raw', 'embed_texts', 'study_views', 'embed_studies', 'clean_text']
 
 # %% ../nbs/15_eval_retrieval.ipynb #6029869b
 def _as_tensor(x, dtype=None) -> torch.Tensor:
@@ -219,3 +219,51 @@ def clean_text(text: str) -> str:
             toks = [a for a in (t.encode('ascii', 'ignore').decode('ascii') for t in toks) if a]
             sents.append(' '.join(toks))
     return ' '.join(sents)
+
+# %% ../nbs/15_eval_retrieval.ipynb #da038448
+CHEXPERT8_TEXT_QUERIES = {  # our own wording (not ConVIRT's); ConVIRT's come from a checkout via convirt_text_queries
+    'Atelectasis': ['Linear atelectasis is noted at the left lung base.',
+                    'Subsegmental atelectasis in the right lower lobe.',
+                    'Bibasilar opacities are consistent with atelectasis.',
+                    'There is mild atelectasis at both lung bases.',
+                    'Streaky retrocardiac opacity reflects atelectasis.'],
+    'Cardiomegaly': ['Moderate enlargement of the cardiac silhouette.',
+                     'Cardiomegaly is stable compared with the prior study.',
+                     'The heart size is increased.',
+                     'Marked cardiomegaly is seen on this frontal view.',
+                     'An enlarged heart without pulmonary vascular congestion.'],
+    'Edema': ['Diffuse interstitial edema is seen in both lungs.',
+              'Pulmonary vascular congestion with interstitial edema.',
+              'Perihilar haziness and septal lines indicate edema.',
+              'There is moderate pulmonary edema.',
+              'Bilateral alveolar opacities consistent with pulmonary edema.'],
+    'Fracture': ['An acute fracture of a left rib is seen.',
+                 'There is a displaced fracture of the right clavicle.',
+                 'Healing posterior rib fractures are present.',
+                 'A compression fracture of a thoracic vertebral body.',
+                 'Nondisplaced fractures of the lateral right ribs.'],
+}
+
+# %% ../nbs/15_eval_retrieval.ipynb #78717ab5
+CHEXPERT8_TEXT_QUERIES.update({
+    'No Finding': ['No acute cardiopulmonary process.',
+                   'The heart and lungs are normal.',
+                   'Clear lungs and a normal cardiac silhouette.',
+                   'There is no focal consolidation, effusion or pneumothorax.',
+                   'Normal frontal chest radiograph.'],
+    'Pleural Effusion': ['A small left pleural effusion is present.',
+                         'Moderate right pleural effusion layering posteriorly.',
+                         'Bilateral pleural effusions are seen.',
+                         'Meniscus-shaped fluid at the left base indicates an effusion.',
+                         'There is a large pleural effusion on the right.'],
+    'Pneumonia': ['Focal consolidation in the right lower lobe is concerning for pneumonia.',
+                  'Patchy left lower lobe opacity consistent with pneumonia.',
+                  'Findings are compatible with multifocal pneumonia.',
+                  'New right upper lobe consolidation representing pneumonia.',
+                  'Airspace disease in the lingula may reflect pneumonia.'],
+    'Pneumothorax': ['There is a small right apical pneumothorax.',
+                     'A large left pneumothorax with partial lung collapse.',
+                     'Moderate right pneumothorax without tension.',
+                     'Tiny left pneumothorax after chest tube removal.',
+                     'Air separates the visceral pleura from the chest wall, a pneumothorax.'],
+})

@@ -4,326 +4,22 @@
 
 # %% ../nbs/01_synthcxr.ipynb #e6288bbe
 from __future__ import annotations
-import hashlib, io, json, os, shutil, tempfile, time
-from dataclasses import dataclass, field
-from functools import lru_cache
+import io, json, os, shutil, tempfile, time
 from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
+from sklearn.metrics import roc_auc_score
 from .core import Config, get_config, data_dir, atomic_write, save_metrics, save_figure
+from .synth_anatomy import draw_frontal, draw_lateral, _anatomy, _study_params
+from .synth_progression import MIMIC_CHEXPERT_COLUMNS, write_report, plan_synthcxr, _init_state
 
 # %% auto #0
-__all__ = ['FINDINGS', 'CHEXPERT_LABELS', 'GENERATOR_VERSION', 'CHEXPERT_COLUMNS', 'lateral_only', 'draw_frontal', 'draw_lateral',
-           'write_report', 'image_relpath', 'report_relpath', 'plan_synthcxr', 'write_dicom', 'write_synthcxr',
+__all__ = ['GENERATOR_VERSION', 'CHEXPERT_LABELS', 'image_relpath', 'report_relpath', 'write_dicom', 'write_synthcxr',
            'synthcxr_key', 'ensure_synthcxr', 'probe_auroc', 'render_rate', 'write_chexpert_like', 'write_rsna_like',
            'ensure_chexpert_like', 'ensure_rsna_like']
 
-# %% ../nbs/01_synthcxr.ipynb #049a16ed
-@lru_cache(maxsize=16)
-def _grid(h: int, w: int):
-    "Pixel-centre coordinates in [0,1] (x right, y down) as two float32 (h,w) arrays."
-    y = (np.arange(h, dtype=np.float32) + 0.5) / h
-    x = (np.arange(w, dtype=np.float32) + 0.5) / w
-    return np.broadcast_to(x[None, :], (h, w)), np.broadcast_to(y[:, None], (h, w))
-
-def _blob(img, cx, cy, rx, ry, amp, soft=0.35, theta=0.0, mode='add', within=None):
-    "Add (or `mode='set'` blend towards) `amp` inside a soft ellipse; only its bounding box is computed."
-    h, w = img.shape
-    r = max(rx, ry) * (1 + soft)
-    x0, x1 = max(int((cx - r) * w), 0), min(int((cx + r) * w) + 2, w)
-    y0, y1 = max(int((cy - r) * h), 0), min(int((cy + r) * h) + 2, h)
-    if x0 >= x1 or y0 >= y1: return img
-    X, Y = _grid(h, w); X, Y = X[y0:y1, x0:x1] - cx, Y[y0:y1, x0:x1] - cy
-    if theta:
-        c, s = np.cos(theta), np.sin(theta); X, Y = c * X + s * Y, -s * X + c * Y
-    d = np.sqrt((X / rx) ** 2 + (Y / ry) ** 2)
-    m = np.clip((1 - d) / soft + 1, 0, 1) if soft else (d <= 1).astype(np.float32)
-    if within is not None: m = m * within[y0:y1, x0:x1]
-    sub = img[y0:y1, x0:x1]
-    if mode == 'add': sub += amp * m
-    else: sub += (amp - sub) * m
-    return img
-
-# %% ../nbs/01_synthcxr.ipynb #1040ae90
-FINDINGS = ['cardiomegaly', 'effusion', 'consolidation', 'edema', 'pneumothorax', 'nodule', 'atelectasis',
-            'devices', 'fracture']
-# prevalence of each finding at a subject's first study (chosen so ~1/4 of studies have no finding)
-_PREVALENCE = dict(cardiomegaly=.30, effusion=.30, consolidation=.28, edema=.18, pneumothorax=.10,
-                   nodule=.10, atelectasis=.18, devices=.18, fracture=.05)
-_LOBES = ['right upper lobe', 'right lower lobe', 'left upper lobe', 'retrocardiac']
-_SIDES = ['right', 'left']
-
-def lateral_only(finding: str, severity: int, where: str) -> bool:
-    "Is this finding visible on the lateral view only (small effusion, retrocardiac opacity)?"
-    return (finding == 'effusion' and severity == 1) or (finding == 'consolidation' and where == 'retrocardiac')
-
-def _init_state(rng) -> dict:
-    st = {}
-    for f in FINDINGS:
-        sev = int(rng.random() < _PREVALENCE[f]) * int(rng.choice([1, 2], p=[.5, .5]))
-        where = (rng.choice(_LOBES) if f == 'consolidation' else rng.choice(_SIDES + ['bilateral'], p=[.4, .3, .3])
-                 if f == 'effusion' else rng.choice(_SIDES) if f in ('pneumothorax', 'atelectasis', 'fracture', 'nodule') else '')
-        st[f] = (sev, str(where))
-    return st
-
-def _next_state(rng, st: dict) -> dict:
-    "One step of the chain: persist / worsen / improve / resolve / appear."
-    out = {}
-    for f, (sev, where) in st.items():
-        if sev == 0:
-            new = int(rng.choice([1, 2])) if rng.random() < _PREVALENCE[f] * 0.6 else 0
-            if new and f in ('consolidation',): where = str(rng.choice(_LOBES))
-        else:
-            new = int(np.clip(sev + rng.choice([-2, -1, 0, 1], p=[.15, .2, .45, .2]), 0, 2))
-        if f in ('devices', 'fracture') and sev: new = sev        # devices stay; fractures do not heal in weeks
-        out[f] = (new, where)
-    return out
-
-# %% ../nbs/01_synthcxr.ipynb #97f8f3ed
-def _lung_masks(h, w, p):
-    X, Y = _grid(h, w)
-    out = []
-    for cx, rx, dome in ((0.5 - p['lung_dx'], p['lung_rx'], p['dome_r']), (0.5 + p['lung_dx'], p['lung_rx'] * .95, p['dome_l'])):
-        m = np.zeros((h, w), np.float32); _blob(m, cx, 0.46, rx, 0.33, 1.0, soft=0.12)
-        floor = dome + 0.05 * ((X - cx) / rx) ** 2          # domes curve down towards the costophrenic angles
-        m *= np.clip((floor - Y) * 40, 0, 1)
-        out.append(m)
-    return out
-
-def draw_frontal(h: int, w: int, state: dict, p: dict, rng) -> np.ndarray:
-    "A frontal (PA/AP) radiograph in [0,1] with `state`'s findings; `p` = subject/study anatomy parameters."
-    X, Y = _grid(h, w)
-    ap = p['view'] == 'AP'
-    img = np.full((h, w), 0.04, np.float32)
-    _blob(img, 0.5, 0.58, 0.47, 0.62, 0.38, soft=0.08)                    # soft tissue of the trunk
-    _blob(img, 0.5, 0.02, 0.22, 0.1, 0.1, soft=0.5)                       # neck
-    lr, ll = _lung_masks(h, w, p); lungs = lr + ll
-    img -= 0.28 * lungs                                                   # air in the lungs
-    ribs = 0.5 + 0.5 * np.cos(2 * np.pi * (Y - 0.12 - 0.14 * (2 * X - 1) ** 2) / p['rib_gap'])
-    img += 0.09 * np.clip((ribs - 0.55) * 4, 0, 1) * np.clip(lungs * 2, 0, 1)
-    for side in (-1, 1):                                                  # clavicles
-        _blob(img, 0.5 + side * 0.2, 0.16 - (0.03 if ap else 0), 0.17, 0.022, 0.18, soft=0.5, theta=side * 0.25)
-    _blob(img, 0.5, 0.36, 0.07, 0.36, 0.5, soft=0.3, mode='set')          # mediastinum hides the lungs behind it
-    heart_scale = p['heart'] * (1.12 if ap else 1.0) * (1.0 + 0.2 * state['cardiomegaly'][0])
-    _blob(img, 0.535, 0.6, 0.14 * heart_scale, 0.12 * min(heart_scale, 1.25), 0.55, soft=0.15, mode='set')
-    _blob(img, 0.5, 0.5, 0.028, 0.5, 0.12, soft=0.3)                      # spine, seen through the heart
-    # --- findings (the retrocardiac opacity and the small effusion are not drawn: hidden on a frontal)
-    sev, where = state['effusion']
-    if sev == 2:
-        for cx, m, s in ((0.5 - p['lung_dx'], lr, 'right'), (0.5 + p['lung_dx'], ll, 'left')):
-            if where in (s, 'bilateral'):
-                level = p['dome_r' if s == 'right' else 'dome_l'] - 0.2
-                meniscus = level - 0.1 * np.abs(X - cx) / p['lung_rx']     # higher laterally: the meniscus sign
-                img += 0.34 * m * np.clip((Y - meniscus) * 25, 0, 1)
-    sev, where = state['consolidation']
-    if sev and where != 'retrocardiac':
-        cx = 0.5 - p['lung_dx'] if where.startswith('right') else 0.5 + p['lung_dx']
-        cy = 0.33 if 'upper' in where else 0.55
-        _blob(img, cx, cy, 0.07 + 0.04 * sev, 0.06 + 0.03 * sev, 0.3, soft=0.5, within=lungs)
-    sev, _ = state['edema']
-    if sev:
-        haze = np.exp(-((X - 0.5) ** 2 / 0.05 + (Y - 0.45) ** 2 / 0.06)).astype(np.float32)
-        img += (0.13 * sev) * haze * lungs
-    sev, where = state['pneumothorax']
-    if sev:
-        m, cx = (lr, 0.5 - p['lung_dx']) if where == 'right' else (ll, 0.5 + p['lung_dx'])
-        out = np.sign(X - cx) * (1 if where == 'left' else -1)
-        edge = np.clip(((X - cx) * (1 if where == 'left' else -1) - (0.1 - 0.05 * sev)) * 30 + (0.45 - Y) * (6 + 4 * sev), 0, 1)
-        img -= (0.12 + 0.05 * sev) * m * edge * (out > 0)                  # no lung markings, dark
-    sev, where = state['nodule']
-    if sev:
-        _blob(img, 0.5 + (-1 if where == 'right' else 1) * (p['lung_dx'] + 0.02), 0.4, 0.035 + 0.012 * sev, 0.035 + 0.012 * sev, 0.35, soft=0.3)
-    sev, where = state['atelectasis']
-    if sev:
-        cx = 0.5 - p['lung_dx'] if where == 'right' else 0.5 + p['lung_dx']
-        _blob(img, cx, 0.6, 0.1, 0.018 + 0.01 * sev, 0.3, soft=0.4, theta=0.15, within=lungs)
-    sev, where = state['fracture']
-    if sev:
-        cx = 0.5 + (-1 if where == 'right' else 1) * (p['lung_dx'] + p['lung_rx'] * 0.8)
-        _blob(img, cx, 0.4, 0.04, 0.012, 0.45, soft=0.3, theta=0.8)        # displaced rib fragment with callus
-    if state['devices'][0]:
-        _blob(img, 0.49, 0.17, 0.006 + 0.5 / w, 0.17, 0.6, soft=0.2)      # endotracheal tube
-        if state['devices'][0] == 2:                                     # pacemaker generator and lead
-            _blob(img, 0.76, 0.2, 0.06, 0.04, 0.6, soft=0.15)
-            _blob(img, 0.64, 0.42, 0.006 + 0.5 / w, 0.2, 0.55, soft=0.2, theta=-0.5)
-    # --- exposure and noise
-    img = np.clip(img, 0, 1) ** p['gamma'] * p['contrast'] + p['bright'] * (Y - 0.5)
-    img += rng.standard_normal((h, w), dtype=np.float32) * p['noise']
-    return np.clip(img, 0, 1)
-
-# %% ../nbs/01_synthcxr.ipynb #5a720015
-def draw_lateral(h: int, w: int, state: dict, p: dict, rng) -> np.ndarray:
-    "A lateral radiograph in [0,1] with `state`'s findings."
-    X, Y = _grid(h, w)
-    img = np.full((h, w), 0.04, np.float32)
-    _blob(img, 0.5, 0.58, 0.44, 0.62, 0.42, soft=0.08)                    # trunk, deeper than wide
-    lung = np.zeros((h, w), np.float32); _blob(lung, 0.52, 0.47, 0.3, 0.33, 1.0, soft=0.12)
-    floor = (p['dome_r'] + p['dome_l']) / 2 + 0.04 + 0.1 * (X - 0.3)      # diaphragm slopes down posteriorly
-    lung *= np.clip((floor - Y) * 40, 0, 1)
-    img -= 0.27 * lung
-    _blob(img, 0.83, 0.5, 0.05, 0.5, 0.3, soft=0.25)                      # thoracic spine
-    _blob(img, 0.22, 0.4, 0.03, 0.28, 0.12, soft=0.3)                     # sternum
-    hs = p['heart'] * (1.0 + 0.22 * state['cardiomegaly'][0])
-    _blob(img, 0.36, 0.6, 0.15 * hs, 0.14 * min(hs, 1.25), 0.5, soft=0.2, mode='set')
-    sev, where = state['effusion']
-    if sev:
-        level = floor - 0.06 - 0.12 * sev + 0.35 * np.clip(0.78 - X, 0, 1) ** 1.2   # rises posteriorly
-        img += (0.3 + 0.06 * sev) * lung * np.clip((Y - level) * 25, 0, 1)
-    sev, where = state['consolidation']
-    if sev:
-        cx, cy = {'retrocardiac': (0.64, 0.62), 'right lower lobe': (0.6, 0.58), 'right upper lobe': (0.45, 0.3),
-                  'left upper lobe': (0.5, 0.3)}[where]
-        _blob(img, cx, cy, 0.08 + 0.04 * sev, 0.07 + 0.03 * sev, 0.3, soft=0.5, within=lung)
-    sev, _ = state['edema']
-    if sev:
-        img += (0.12 * sev) * np.exp(-((X - 0.52) ** 2 / 0.05 + (Y - 0.45) ** 2 / 0.06)).astype(np.float32) * lung
-    sev, _ = state['nodule']
-    if sev: _blob(img, 0.55, 0.38, 0.03 + 0.012 * sev, 0.03 + 0.012 * sev, 0.3, soft=0.3)
-    sev, _ = state['atelectasis']
-    if sev: _blob(img, 0.55, 0.6, 0.16, 0.016 + 0.008 * sev, 0.28, soft=0.4, theta=-0.35, within=lung)
-    sev, _ = state['pneumothorax']
-    if sev: img -= (0.08 + 0.04 * sev) * lung * np.clip((0.3 - Y) * 12, 0, 1)
-    if state['devices'][0]:
-        _blob(img, 0.3, 0.2, 0.006 + 0.5 / w, 0.18, 0.55, soft=0.2, theta=0.2)
-        if state['devices'][0] == 2: _blob(img, 0.2, 0.2, 0.03, 0.05, 0.55, soft=0.15)
-    img = np.clip(img, 0, 1) ** p['gamma'] * p['contrast'] + p['bright'] * (Y - 0.5)
-    img += rng.standard_normal((h, w), dtype=np.float32) * p['noise']
-    return np.clip(img, 0, 1)
-
-# %% ../nbs/01_synthcxr.ipynb #62bc4623
-def _anatomy(rng) -> dict:
-    "Per-subject body habitus."
-    return dict(lung_dx=float(rng.uniform(.19, .22)), lung_rx=float(rng.uniform(.14, .16)), heart=float(rng.uniform(.9, 1.05)),
-                rib_gap=float(rng.uniform(.065, .08)), dome_r=float(rng.uniform(.72, .76)))
-
-def _study_params(rng, anat: dict, view: str) -> dict:
-    "Per-image acquisition: view, inspiration (diaphragm height), exposure, noise."
-    p = dict(anat, view=view)
-    insp = float(rng.uniform(-.03, .03)) + (0.03 if view == 'AP' else 0)
-    p['dome_r'] = anat['dome_r'] + insp - 0.02 * 0; p['dome_l'] = p['dome_r'] + 0.025
-    p.update(gamma=float(rng.uniform(.8, 1.25)), contrast=float(rng.uniform(.85, 1.1)), bright=float(rng.uniform(-.08, .08)),
-             noise=float(rng.uniform(.01, .03)))
-    return p
-
-# %% ../nbs/01_synthcxr.ipynb #82a50d05
-CHEXPERT_LABELS = ['Atelectasis', 'Cardiomegaly', 'Consolidation', 'Edema', 'Enlarged Cardiomediastinum', 'Fracture',
-                   'Lung Lesion', 'Lung Opacity', 'No Finding', 'Pleural Effusion', 'Pleural Other', 'Pneumonia',
-                   'Pneumothorax', 'Support Devices']     # the order of mimic-cxr-2.0.0-chexpert.csv
-_LABEL_OF = dict(cardiomegaly='Cardiomegaly', effusion='Pleural Effusion', consolidation='Consolidation', edema='Edema',
-                 pneumothorax='Pneumothorax', nodule='Lung Lesion', atelectasis='Atelectasis', devices='Support Devices',
-                 fracture='Fracture')
-_SIZE = {1: ['small', 'trace', 'small'], 2: ['moderate', 'large', 'moderate-to-large']}
-_SEV = {1: ['mild', 'mild'], 2: ['moderate', 'severe']}
-
-def _phrase(f, sev, where, rng):
-    "The noun phrase of a present finding."
-    c = lambda xs: str(rng.choice(xs))
-    if f == 'effusion':
-        side = 'bilateral' if where == 'bilateral' else where
-        return f"{c(_SIZE[sev])} {side} pleural effusion{'s' if where == 'bilateral' else ''}"
-    if f == 'cardiomegaly': return c(['mild cardiomegaly', 'mildly enlarged heart']) if sev == 1 else c(['moderate cardiomegaly', 'marked enlargement of the cardiac silhouette'])
-    if f == 'consolidation':
-        loc = 'retrocardiac' if where == 'retrocardiac' else where
-        return f"{c(['patchy', 'focal']) if sev == 1 else c(['dense', 'extensive'])} {'retrocardiac' if loc == 'retrocardiac' else loc} {c(['consolidation', 'opacity', 'airspace opacity'])}" if loc == 'retrocardiac' \
-            else f"{c(['patchy', 'focal']) if sev == 1 else c(['dense', 'extensive'])} {c(['consolidation', 'opacity', 'airspace opacity'])} in the {loc}"
-    if f == 'edema': return f"{c(_SEV[sev])} {c(['pulmonary edema', 'interstitial edema', 'pulmonary vascular congestion and edema'])}"
-    if f == 'pneumothorax': return f"{c(['small', 'tiny']) if sev == 1 else c(['moderate', 'large'])} {where} {c(['apical pneumothorax', 'pneumothorax'])}"
-    if f == 'nodule': return f"{c(['small', '8 mm']) if sev == 1 else c(['1.5 cm', 'large'])} {where} {c(['pulmonary nodule', 'nodular opacity'])}"
-    if f == 'atelectasis': return f"{c(['minimal', 'mild']) if sev == 1 else 'moderate'} {where} basilar {c(['atelectasis', 'plate-like atelectasis'])}"
-    if f == 'devices': return c(['endotracheal tube in standard position', 'ET tube terminating above the carina']) if sev == 1 \
-        else c(['endotracheal tube and left-sided pacemaker with lead in the right ventricle', 'ET tube and pacemaker device'])
-    if f == 'fracture': return f"{c(['healing', 'old', 'displaced'])} {where} {c(['rib fracture', 'posterior rib fracture'])}"
-    raise ValueError(f"unknown finding {f!r}")
-
-_NEGATIONS = dict(effusion=['No pleural effusion.', 'There is no pleural effusion.', 'No effusion.'],
-                  pneumothorax=['No pneumothorax.', 'There is no pneumothorax.'],
-                  consolidation=['No focal consolidation.', 'The lungs are clear without focal consolidation.'],
-                  edema=['No pulmonary edema.', 'No evidence of edema.'],
-                  cardiomegaly=['Heart size is normal.', 'The cardiac silhouette is within normal limits.'],
-                  atelectasis=[], nodule=[], devices=[], fracture=['No acute osseous abnormality.'])
-
-def _change(prev_sev, sev):
-    if prev_sev is None: return 'first'
-    if prev_sev == 0 and sev: return 'new'
-    if sev == 0 and prev_sev: return 'resolved'
-    return 'unchanged' if sev == prev_sev else 'increased' if sev > prev_sev else 'improved'
-
-def write_report(state: dict, prior: dict | None, views: set, rng, exam='CHEST (PA AND LAT)') -> tuple[str, dict]:
-    "A MIMIC-style report of `state` compared with `prior`, and its CheXpert-style labels {label: 1/0/-1}."
-    c = lambda xs: str(rng.choice(xs))
-    cap = lambda s: s[0].upper() + s[1:]
-    has_lat = bool(views & {'LATERAL', 'LL'})
-    labels, findings, impression = {}, [], []
-    def mark(label, v):
-        cur = labels.get(label)
-        if cur is None or v == 1 or (v == -1 and cur == 0): labels[label] = v
-    for f in FINDINGS:
-        sev, where = state[f]
-        prev = None if prior is None else prior[f][0]
-        seen = sev and (has_lat or not lateral_only(f, sev, where))
-        was_seen = prev and (has_lat or not lateral_only(f, prev, where))
-        if seen:
-            ph = _phrase(f, sev, where, rng)
-            ch = _change(prev if prior is not None else None, sev)
-            uncertain = f in ('consolidation', 'atelectasis', 'nodule', 'edema') and rng.random() < 0.15
-            if uncertain: s = f"{c(['Possible', 'Questionable', 'Probable'])} {ph}."
-            elif ch == 'first': s = c([f"There is {ph}.", f"{cap(ph)}.", f"{cap(ph)} is present."])
-            elif ch == 'new': s = c([f"New {ph}.", f"There is a new {ph}.", f"Interval development of {ph}."])
-            elif ch == 'increased': s = c([f"Increased {ph}.", f"Interval increase, now {ph}.", f"{cap(ph)}, worse compared to the prior study."])
-            elif ch == 'improved': s = c([f"Improved, now {ph}.", f"Decreased {ph}.", f"{cap(ph)}, improved since the prior exam."])
-            else: s = c([f"Unchanged {ph}.", f"Stable {ph}.", f"{cap(ph)} is unchanged from the prior."])
-            if lateral_only(f, sev, where): s = s[:-1] + c([", seen only on the lateral view.", ", best appreciated on the lateral view."])
-            findings.append(s)
-            mark(_LABEL_OF[f], -1 if uncertain else 1)
-            if f == 'consolidation': mark('Lung Opacity', 1)
-            if f == 'consolidation' and rng.random() < 0.5:
-                pn = rng.random() < 0.5
-                findings.append("Findings are concerning for pneumonia." if pn else "This could reflect atelectasis, though pneumonia is not excluded.")
-                mark('Pneumonia', -1)
-            if f == 'edema': mark('Lung Opacity', 1)
-            if f == 'cardiomegaly' and sev == 2 and rng.random() < 0.5:
-                findings.append("The mediastinal contours are widened."); mark('Enlarged Cardiomediastinum', 1)
-            if f != 'devices' and not uncertain and f != 'fracture':
-                impression.append(s if ch not in ('first',) else f"{cap(ph)}.")
-        elif was_seen:
-            findings.append(c([f"Previously seen {f if f != 'effusion' else 'pleural effusion'} has resolved.",
-                               f"Interval resolution of the {f if f != 'effusion' else 'pleural effusion'}."]))
-            mark(_LABEL_OF[f], 0)
-            impression.append(f"Resolved {f if f != 'effusion' else 'pleural effusion'}.")
-        elif _NEGATIONS[f] and rng.random() < 0.7:
-            findings.append(c(_NEGATIONS[f])); mark(_LABEL_OF[f], 0)
-    if rng.random() < 0.3:
-        findings.append(c(['The mediastinal contours are normal.', 'Hilar contours are unremarkable.']))
-        if 'Enlarged Cardiomediastinum' not in labels: mark('Enlarged Cardiomediastinum', 0)
-    pathologies = [l for l in labels if l not in ('Support Devices',)]
-    if not any(labels[l] in (1, -1) for l in pathologies):
-        labels['No Finding'] = 1
-        impression = [c(['No acute cardiopulmonary process.', 'No acute intrathoracic abnormality.', 'Normal chest radiograph.'])]
-    if not impression: impression = [c(['Findings as above.', 'No new acute process.'])]
-    comparison = 'None.' if prior is None else c(['Chest radiograph ___.', 'Prior study from ___.', '___'])
-    indication = c(['___ with shortness of breath.', '___ year old with cough and fever, evaluate for pneumonia.',
-                    'Chest pain.', 'Evaluate for interval change.', '___M with dyspnea.'])
-    return _layout_report(exam, indication, comparison, findings, impression), labels
-
-def _wrap(sentences, width=70):
-    lines, cur = [], ''
-    for word in ' '.join(sentences).split():
-        if len(cur) + len(word) + 1 > width: lines.append(' ' + cur); cur = word
-        else: cur = f"{cur} {word}" if cur else word
-    if cur: lines.append(' ' + cur)
-    return '\n'.join(lines)
-
-def _layout_report(exam, indication, comparison, findings, impression, kind='full'):
-    head = f"                                 FINAL REPORT\n EXAMINATION:  {exam}\n \n INDICATION:  {indication}\n \n COMPARISON:  {comparison}\n \n"
-    if kind == 'impression_only': return head + f" IMPRESSION: \n \n{_wrap(impression)}\n"
-    if kind == 'empty': return head + " NOTIFICATION:  Findings discussed with the referring physician by telephone.\n"
-    return head + f" FINDINGS: \n \n{_wrap(findings)}\n \n IMPRESSION: \n \n{_wrap(impression)}\n"
-
 # %% ../nbs/01_synthcxr.ipynb #a78b3506
-def _dicom_id(rng) -> str:
-    return '-'.join(rng.bytes(4).hex() for _ in range(5))
-
 def image_relpath(subject_id: int, study_id: int, dicom_id: str, ext: str = 'jpg') -> str:
     "MIMIC-CXR-JPG path of an image relative to the root."
     s = str(subject_id)
@@ -333,76 +29,6 @@ def report_relpath(subject_id: int, study_id: int) -> str:
     "MIMIC-CXR path of a study's report relative to the root."
     s = str(subject_id)
     return f"files/p{s[:2]}/p{s}/s{study_id}.txt"
-
-# %% ../nbs/01_synthcxr.ipynb #266fd8f2
-GENERATOR_VERSION = 4      # bump when the pictures or reports change, so caches rebuild
-
-def plan_synthcxr(n_subjects: int, studies_per_subject: int, seed: int = 0, size: int = 96,
-                  p_lateral: float = .7, p_no_frontal: float = .03, p_empty_report: float = .03) -> dict:
-    "Plan a SynthCXR dataset: `images`, `studies` (with states, reports, labels) and `truth` as DataFrames."
-    if n_subjects < 1 or studies_per_subject < 1: raise ValueError(f"need n_subjects >= 1 and studies_per_subject >= 1, got {n_subjects}, {studies_per_subject}")
-    g = np.random.default_rng([seed, 999])
-    subjects = 10_000_000 + g.choice(10_000_000, n_subjects, replace=False)
-    study_ids = 50_000_000 + g.choice(10_000_000, n_subjects * studies_per_subject, replace=False)
-    n_test = max(1, round(0.1 * n_subjects)) if n_subjects >= 5 else 0
-    n_val = max(1, round(0.1 * n_subjects)) if n_subjects >= 5 else 0
-    split_of = ['test'] * n_test + ['validate'] * n_val + ['train'] * (n_subjects - n_test - n_val)
-    images, studies = [], []
-    for i, sid in enumerate(subjects):
-        rng = np.random.default_rng([seed, int(i)])
-        anat = _anatomy(rng)
-        day = int(rng.integers(0, 3000)); state = None; prior_state = None
-        for t in range(studies_per_subject):
-            study = int(study_ids[i * studies_per_subject + t])
-            state = _init_state(rng) if state is None else _next_state(rng, state)
-            if t: day += int(rng.choice([0, 1, 3, 14, 60, 200], p=[.1, .2, .2, .2, .2, .1]))
-            hhmmss = int(rng.integers(6, 23)) * 10000 + int(rng.integers(0, 60)) * 100 + int(rng.integers(0, 60))
-            date = pd.Timestamp('2110-01-01') + pd.Timedelta(days=day)
-            portable = rng.random() < (0.55 if state['devices'][0] else 0.25)
-            frontal = 'AP' if portable else 'PA'
-            views = []
-            no_frontal = t > 0 and rng.random() < p_no_frontal
-            if not no_frontal:
-                views.append(frontal)
-                if rng.random() < 0.08: views.append('AP')                       # a repeated / extra frontal
-            if no_frontal or rng.random() < (p_lateral * (0.6 if portable else 1.15)):
-                views.append('LL' if rng.random() < 0.1 else 'LATERAL')
-            dicoms = [_dicom_id(rng) for _ in views]
-            vset = set(views)
-            report, labels = write_report(state, prior_state, vset, rng,
-                                          exam='CHEST (PORTABLE AP)' if portable else 'CHEST (PA AND LAT)')
-            kind = 'empty' if rng.random() < p_empty_report else 'impression_only' if rng.random() < 0.08 else 'full'
-            if kind != 'full':
-                report = _layout_report('CHEST (PA AND LAT)', 'Chest pain.', '___', [], _impression_of(report), kind)
-            for v, d in zip(views, dicoms):
-                w = int(round(size * (rng.uniform(.82, 1.0) if v in ('PA', 'AP') else rng.uniform(.9, 1.0))))
-                images.append(dict(dicom_id=d, subject_id=int(sid), study_id=study, ViewPosition=v, Rows=size, Columns=w,
-                                   StudyDate=int(date.strftime('%Y%m%d')), StudyTime=float(f"{hhmmss}.{int(rng.integers(0, 1000)):03d}"),
-                                   img_seed=int(rng.integers(0, 2**31)), t=t))
-            studies.append(dict(subject_id=int(sid), study_id=study, t=t, split=split_of[i], views=views, dicoms=dicoms,
-                                report=report, report_kind=kind, labels=labels, state=state, anat=anat,
-                                StudyDate=int(date.strftime('%Y%m%d'))))
-            prior_state = state
-    return dict(images=pd.DataFrame(images), studies=studies, truth=_truth(studies))
-
-def _impression_of(report: str) -> list[str]:
-    return [report.split('IMPRESSION:')[1].strip()] if 'IMPRESSION:' in report else []
-
-def _truth(studies) -> pd.DataFrame:
-    "What the study builder must find: frontal = PA over AP then the first drawn; lateral = LATERAL over LL; prior = previous study with a frontal."
-    rows, last = [], {}
-    for s in studies:       # studies are in time order within a subject (same-day studies too)
-        pick = lambda order: next((d for o in order for v, d in sorted(zip(s['views'], s['dicoms']), key=lambda vd: vd[1]) if v == o), '-1')
-        fr, lat = pick(['PA', 'AP']), pick(['LATERAL', 'LL'])
-        prev = last.get(s['subject_id'])
-        rows.append(dict(subject_id=s['subject_id'], study_id=s['study_id'], frontal=fr, lateral=lat,
-                         prior_study_id=prev['study_id'] if prev else -1, prior_frontal=prev['frontal'] if prev else '-1',
-                         prior_lateral=prev['lateral'] if prev else '-1', report_kind=s['report_kind'], split=s['split'],
-                         **{f'sev_{f}': s['state'][f][0] for f in FINDINGS},
-                         **{f'where_{f}': s['state'][f][1] for f in FINDINGS},
-                         lateral_only_findings=';'.join(f for f in FINDINGS if s['state'][f][0] and lateral_only(f, *s['state'][f]))))
-        if fr != '-1': last[s['subject_id']] = dict(study_id=s['study_id'], frontal=fr, lateral=lat)
-    return pd.DataFrame(rows)
 
 # %% ../nbs/01_synthcxr.ipynb #680853ab
 def _fix_same_day_times(images: pd.DataFrame) -> pd.DataFrame:
@@ -459,9 +85,28 @@ def _render(img_row, study, size_hw, rng_seed):
 
 def _to_u8(img01): return (np.clip(img01, 0, 1) * 255 + 0.5).astype(np.uint8)
 
+# %% ../nbs/01_synthcxr.ipynb #fd3ee1c5
 _META_EXTRA = {'PA': ('CHEST (PA AND LAT)', 'postero-anterior', 'Erect'), 'AP': ('CHEST (PORTABLE AP)', 'antero-posterior', 'Erect'),
                'LATERAL': ('CHEST (PA AND LAT)', 'lateral', 'Erect'), 'LL': ('CHEST (PA AND LAT)', 'left lateral', 'Erect')}
 
+def _write_tables(root: Path, plan: dict, images: pd.DataFrame):
+    "The metadata, split and chexpert CSVs of MIMIC-CXR-JPG, and the generator's answer key."
+    meta = images.drop(columns=['img_seed', 't'])
+    meta.insert(3, 'PerformedProcedureStepDescription', meta.ViewPosition.map(lambda v: _META_EXTRA[v][0]))
+    meta['ProcedureCodeSequence_CodeMeaning'] = meta['PerformedProcedureStepDescription']
+    meta['ViewCodeSequence_CodeMeaning'] = meta.ViewPosition.map(lambda v: _META_EXTRA[v][1])
+    meta['PatientOrientationCodeSequence_CodeMeaning'] = meta.ViewPosition.map(lambda v: _META_EXTRA[v][2])
+    meta.to_csv(root/'mimic-cxr-2.0.0-metadata.csv', index=False)
+    split_of = {s['study_id']: s['split'] for s in plan['studies']}
+    sp = images[['dicom_id', 'study_id', 'subject_id']].copy(); sp['split'] = sp.study_id.map(split_of)
+    sp.to_csv(root/'mimic-cxr-2.0.0-split.csv', index=False)
+    lab = pd.DataFrame([dict(subject_id=s['subject_id'], study_id=s['study_id'],
+                             **{l: float(s['labels'][l]) if l in s['labels'] else np.nan for l in MIMIC_CHEXPERT_COLUMNS})
+                        for s in plan['studies'] if s['report_kind'] != 'empty'])
+    lab.to_csv(root/'mimic-cxr-2.0.0-chexpert.csv', index=False)
+    plan['truth'].to_csv(root/'synthcxr_truth.csv', index=False)
+
+# %% ../nbs/01_synthcxr.ipynb #4d68bf63
 def write_synthcxr(root, plan: dict, fmt: str = 'jpg', quality: int = 92) -> Path:
     "Render `plan` into a MIMIC-CXR-JPG-shaped tree at `root` (which must not exist yet)."
     if fmt not in ('jpg', 'dcm', 'png'): raise ValueError(f"fmt must be 'jpg', 'png' or 'dcm', got {fmt!r}")
@@ -479,23 +124,12 @@ def write_synthcxr(root, plan: dict, fmt: str = 'jpg', quality: int = 92) -> Pat
         else: Image.fromarray(_to_u8(img)).save(out, quality=quality) if fmt == 'jpg' else Image.fromarray(_to_u8(img)).save(out)
     for s in plan['studies']:
         (root/report_relpath(s['subject_id'], s['study_id'])).write_text(s['report'])
-    meta = images.drop(columns=['img_seed', 't'])
-    meta.insert(3, 'PerformedProcedureStepDescription', meta.ViewPosition.map(lambda v: _META_EXTRA[v][0]))
-    meta['ProcedureCodeSequence_CodeMeaning'] = meta['PerformedProcedureStepDescription']
-    meta['ViewCodeSequence_CodeMeaning'] = meta.ViewPosition.map(lambda v: _META_EXTRA[v][1])
-    meta['PatientOrientationCodeSequence_CodeMeaning'] = meta.ViewPosition.map(lambda v: _META_EXTRA[v][2])
-    meta.to_csv(root/'mimic-cxr-2.0.0-metadata.csv', index=False)
-    split_of = {s['study_id']: s['split'] for s in plan['studies']}
-    sp = images[['dicom_id', 'study_id', 'subject_id']].copy(); sp['split'] = sp.study_id.map(split_of)
-    sp.to_csv(root/'mimic-cxr-2.0.0-split.csv', index=False)
-    lab = pd.DataFrame([dict(subject_id=s['subject_id'], study_id=s['study_id'],
-                             **{l: float(s['labels'][l]) if l in s['labels'] else np.nan for l in CHEXPERT_LABELS})
-                        for s in plan['studies'] if s['report_kind'] != 'empty'])
-    lab.to_csv(root/'mimic-cxr-2.0.0-chexpert.csv', index=False)
-    plan['truth'].to_csv(root/'synthcxr_truth.csv', index=False)
+    _write_tables(root, plan, images)
     return root
 
 # %% ../nbs/01_synthcxr.ipynb #0daa2082
+GENERATOR_VERSION = 4      # bump when the pictures or reports change, so caches rebuild
+
 def synthcxr_key(cfg: Config, fmt: str = 'jpg') -> str:
     "The cache folder name of `cfg`'s SynthCXR."
     return f"n{cfg.n_subjects}x{cfg.studies_per_subject}_px{cfg.synth_image_size}_seed{cfg.seed}_{fmt}_v{GENERATOR_VERSION}"
@@ -524,14 +158,8 @@ def ensure_synthcxr(cfg: Config, fmt: str = 'jpg') -> Path:
     return _build_atomically(data_dir()/'synthcxr'/synthcxr_key(cfg, fmt), build)
 
 # %% ../nbs/01_synthcxr.ipynb #e0379294
-def _auroc(y, score) -> float:
-    "Area under the ROC curve by the rank-sum (Mann-Whitney) formula."
-    y = np.asarray(y, bool); r = np.empty(len(score)); r[np.argsort(score, kind='stable')] = np.arange(1, len(score) + 1)
-    n1, n0 = y.sum(), (~y).sum()
-    return float((r[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
 def _ridge_cv(X, y, groups, folds: int = 5, lam: float = 10.0) -> np.ndarray:
-    "Out-of-fold scores of a ridge-regression linear probe (closed form: instant, no sklearn); folds split by `groups`."
+    "Out-of-fold scores of a ridge-regression linear probe (closed form: instant); folds split by `groups`."
     X = (X - X.mean(0)) / (X.std(0) + 1e-6); X = np.hstack([X, np.ones((len(X), 1))])
     y = np.asarray(y, np.float64); out = np.zeros(len(y))
     fold = np.unique(groups, return_inverse=True)[1] % folds     # a subject's studies stay in one fold (no identity leak)
@@ -554,7 +182,7 @@ def probe_auroc(n_subjects: int = 100, studies: int = 3, seed: int = 123, size: 
     X = {v: np.stack([thumbs[(i, v)] for i in ids]).astype(np.float64) for v in ('frontal', 'lateral')}
     st = [by_study[i]['state'] for i in ids]
     subj = [by_study[i]['subject_id'] for i in ids]
-    auc = lambda Xv, y: round(_auroc(y, _ridge_cv(Xv, y, subj)), 3)
+    auc = lambda Xv, y: round(float(roc_auc_score(y, _ridge_cv(Xv, y, subj))), 3)
     out = {f'probe_frontal_{f}': auc(X['frontal'], [s[f][0] > 0 for s in st]) for f in ('cardiomegaly', 'edema', 'pneumothorax')}
     for name, y in (('small_effusion', [s['effusion'][0] == 1 for s in st]),
                     ('retrocardiac', [s['consolidation'][0] > 0 and s['consolidation'][1] == 'retrocardiac' for s in st])):
@@ -573,9 +201,9 @@ def render_rate(n_studies: int = 20, size: int = 256, seed: int = 0) -> float:
     return len(plan['studies']) / max(time.process_time() - t0, 1e-9)
 
 # %% ../nbs/01_synthcxr.ipynb #e9053fc6
-CHEXPERT_COLUMNS = ['No Finding', 'Enlarged Cardiomediastinum', 'Cardiomegaly', 'Lung Opacity', 'Lung Lesion', 'Edema',
+CHEXPERT_LABELS = ['No Finding', 'Enlarged Cardiomediastinum', 'Cardiomegaly', 'Lung Opacity', 'Lung Lesion', 'Edema',
                     'Consolidation', 'Pneumonia', 'Atelectasis', 'Pneumothorax', 'Pleural Effusion', 'Pleural Other',
-                    'Fracture', 'Support Devices']       # CheXpert's own column order
+                    'Fracture', 'Support Devices']       # CheXpert's own column order (train.csv, valid.csv)
 _SINGLE = {'Atelectasis': 'atelectasis', 'Cardiomegaly': 'cardiomegaly', 'Consolidation': 'consolidation', 'Edema': 'edema',
            'Pleural Effusion': 'effusion', 'Pneumothorax': 'pneumothorax', 'Fracture': 'fracture', 'Pneumonia': 'consolidation',
            'No Finding': None}
@@ -589,6 +217,7 @@ def _single_state(rng, finding):
         st[finding] = (2, where)
     return st
 
+# %% ../nbs/01_synthcxr.ipynb #b70e3100
 def write_chexpert_like(root, n_per_class: int, seed: int = 0, size: int = 96, n_valid: int = 20) -> Path:
     "A CheXpert-v1.0-small-shaped tree under `root` (`root/CheXpert-v1.0-small/...`); returns the dataset folder."
     root = Path(root); base = root/'CheXpert-v1.0-small'
@@ -612,14 +241,15 @@ def write_chexpert_like(root, n_per_class: int, seed: int = 0, size: int = 96, n
             (root/rel).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(_to_u8(img)).save(root/rel, quality=92)
             rows[split].append(dict(Path=rel, Sex=sex, Age=age, **{'Frontal/Lateral': fl, 'AP/PA': v if fl == 'Frontal' else ''},
-                                    **{l: (float(labels[l]) if l in labels else np.nan) for l in CHEXPERT_COLUMNS},
+                                    **{l: (float(labels[l]) if l in labels else np.nan) for l in CHEXPERT_LABELS},
                                     **{'Report Impression': impression}))
     for split, rs in rows.items():
         df = pd.DataFrame(rs)
-        if split == 'valid': df[CHEXPERT_COLUMNS] = df[CHEXPERT_COLUMNS].fillna(0.0)   # the real valid.csv has no blanks or -1
+        if split == 'valid': df[CHEXPERT_LABELS] = df[CHEXPERT_LABELS].fillna(0.0)   # the real valid.csv has no blanks or -1
         df.to_csv(base/f'{split}.csv', index=False)
     return base
 
+# %% ../nbs/01_synthcxr.ipynb #9883032f
 def write_rsna_like(root, n: int, seed: int = 0, size: int = 96, p_pos: float = .3) -> Path:
     "An RSNA-pneumonia-shaped tree at `root`: `stage_2_train_labels.csv` + `stage_2_train_images/<patientId>.dcm`."
     root = Path(root); (root/'stage_2_train_images').mkdir(parents=True, exist_ok=True)

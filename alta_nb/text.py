@@ -11,7 +11,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from transformers import BertConfig, BertForMaskedLM
 from .core import Config
-from .mrm import make_bert_config, condition_embeddings, special_token_ids, read_state_dict, DEFAULT_SPECIAL_IDS
+from .mrm import make_bert_config, condition_embeddings, special_token_ids, DEFAULT_SPECIAL_IDS
+from .weights import read_state_dict, cxrbert_key_map
 from .adapters import add_bert_adapters
 
 # %% auto #0
@@ -81,6 +82,7 @@ def cxrbert_config(path) -> tuple[BertConfig, int]:
     if missing: raise ValueError(f"{cfg_file}: missing key(s) {missing}; expected a BERT/CXR-BERT config")
     return BertConfig(**{k: raw[k] for k in _CONFIG_KEYS if k in raw}), int(raw.get('projection_size', 128))
 
+# %% ../nbs/08_text.ipynb #7e68f05c
 def load_cxrbert_weights(tower: TextTower, path) -> dict:
     "Load CXR-BERT weights from a local folder into `tower` (before adapters are added)."
     p = Path(path)
@@ -90,7 +92,7 @@ def load_cxrbert_weights(tower: TextTower, path) -> dict:
     ours = tower.state_dict()
     mapped, unexpected = {}, []
     for k, v in sd.items():
-        new = 'mlm.' + k if k.startswith(('bert.', 'cls.')) else k if k.startswith('cls_projection_head.') else None
+        new = cxrbert_key_map(k)
         if new is None or new not in ours: unexpected.append(k); continue
         if tuple(v.shape) != tuple(ours[new].shape):
             raise ValueError(f"{files[0].name}: key {k!r} has shape {tuple(v.shape)} but the tower expects {tuple(ours[new].shape)}")
@@ -103,6 +105,7 @@ def load_cxrbert_weights(tower: TextTower, path) -> dict:
     tower.local_projection_head.load_state_dict(tower.cls_projection_head.state_dict())
     return dict(loaded=len(mapped), unexpected=unexpected)
 
+# %% ../nbs/08_text.ipynb #5e09b51a
 def load_cxrbert_tokenizer(path):
     "CXR-BERT's WordPiece tokenizer from a local folder (`vocab.txt`), no hub access."
     from transformers import BertTokenizerFast
@@ -118,6 +121,7 @@ def check_tokenizer(tower: TextTower, tokenizer) -> dict:
                          "build the model with this tokenizer (build_model(cfg, tokenizer=...)) or use the checkpoint's own")
     return special_token_ids(tokenizer)
 
+# %% ../nbs/08_text.ipynb #d907b11c
 def build_text_tower(cfg: Config, tokenizer=None, adapters: bool = True) -> TextTower:
     "The text tower of this config: CXR-BERT from `cfg.cxrbert_path` if set, else from the profile; adapters added."
     if cfg.cxrbert_path:

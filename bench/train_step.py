@@ -8,7 +8,7 @@ autocast rows and MFU against the GPU's peak.
 import argparse, json, sys
 import torch
 from alta_nb.core import get_config, parse_overrides
-from alta_nb.train import run_benchmark, benchmark_ratios
+from alta_nb.compute import run_benchmark, benchmark_ratios
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -9,14 +9,14 @@ from PIL import Image
 from conftest import ROOT, BIN, tail
 
 from alta_nb.core import get_config
-from alta_nb.synthcxr import (plan_synthcxr, write_synthcxr, ensure_synthcxr, ensure_chexpert_like, ensure_rsna_like, write_dicom,
-                              CHEXPERT_COLUMNS, CHEXPERT_LABELS, FINDINGS, lateral_only)
+from alta_nb.synthcxr import write_synthcxr, ensure_synthcxr, ensure_chexpert_like, ensure_rsna_like, write_dicom, CHEXPERT_LABELS
+from alta_nb.synth_progression import plan_synthcxr, MIMIC_CHEXPERT_COLUMNS, FINDINGS, lateral_only
 from alta_nb.mimic import build_alta_table, read_metadata, extract_sections, report_text, ALTA_COLUMNS, file_sha256
 from alta_nb.images import (read_image, read_dicom, preprocess_u8, image_transform, ImageCache, without_dicom_decoders,
                             pydicom_testfile, measure_cache_speedup, MEAN, STD)
 from alta_nb.data import (train_tokenizer, get_tokenizer, StudyDataset, collate_studies, study_dataloader, alta_table, study_root,
-                          read_alta_table, ImageListDataset, read_chexpert_csv, read_rsna, read_nih, read_openi_reports, openi_studies,
-                          NIH_LABELS)
+                          read_alta_table, ImageListDataset)
+from alta_nb.readers import read_chexpert_csv, read_rsna, read_nih, read_openi_reports, openi_studies, NIH_LABELS
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -84,8 +84,8 @@ def test_synthcxr_layout_matches_mimic(synth):
     assert list(split.columns) == ['dicom_id', 'study_id', 'subject_id', 'split'] and set(split.split) <= {'train', 'validate', 'test'}
     assert split.groupby('subject_id').split.nunique().max() == 1          # split by subject
     lab = pd.read_csv(synth/'mimic-cxr-2.0.0-chexpert.csv')
-    assert list(lab.columns) == ['subject_id', 'study_id'] + CHEXPERT_LABELS
-    v = lab[CHEXPERT_LABELS].values.ravel(); assert set(v[~np.isnan(v)]) <= {1.0, 0.0, -1.0} and np.isnan(v).any()
+    assert list(lab.columns) == ['subject_id', 'study_id'] + MIMIC_CHEXPERT_COLUMNS
+    v = lab[MIMIC_CHEXPERT_COLUMNS].values.ravel(); assert set(v[~np.isnan(v)]) <= {1.0, 0.0, -1.0} and np.isnan(v).any()
     for r in meta.itertuples():
         s = str(r.subject_id)
         assert (synth/f'files/p{s[:2]}/p{s}/s{r.study_id}/{r.dicom_id}.jpg').exists()
@@ -121,7 +121,7 @@ def test_chexpert_and_rsna_like(cfg):
     for c in ['Atelectasis', 'Cardiomegaly', 'Consolidation', 'Edema', 'Pleural Effusion']:   # 5x200-style eligibility
         others = [o for o in ['Atelectasis', 'Cardiomegaly', 'Consolidation', 'Edema', 'Pleural Effusion'] if o != c]
         assert ((fr[c] == 1) & (fr[others] != 1).all(axis=1)).sum() >= cfg.eval_per_class, c
-    assert va[CHEXPERT_COLUMNS].notna().all().all()
+    assert va[CHEXPERT_LABELS].notna().all().all()
     rs = read_rsna(ensure_rsna_like(cfg))
     assert 0 < rs.Target.mean() < 1 and all(len(b) > 0 for b in rs[rs.Target == 1].boxes)
     assert read_image(ensure_rsna_like(cfg)/rs.path[0]).shape == (cfg.synth_image_size,) * 2

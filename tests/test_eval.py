@@ -12,9 +12,10 @@ from alta_nb.eval_sets import (CHEXPERT_5, CHEXPERT_8, CHEXPERT_LABELS, RSNA_CLA
                                check_images, chexpert_5x200, chexpert_8x200, exclusive_mask, gloria_5x200_mask,
                                official_lists, convirt_text_queries, read_alta_rsna_list, read_id_list, rsna_gloria_split,
                                rsna_patient_labels, shipped_set, shipped_sums, write_id_list)
-from alta_nb.retrieval import bootstrap_ci, clean_text, img2txt, precision_at_k, rank_candidates, similarity
-from alta_nb.zeroshot import (EvalSuite, best_threshold, binary_counts_metrics, class_prompts, cv_threshold_metrics,
-                              evaluate, multiclass_zeroshot, rsna_zeroshot)
+from alta_nb.retrieval import (CHEXPERT8_TEXT_QUERIES, bootstrap_ci, clean_text, img2txt, precision_at_k, rank_candidates,
+                               similarity)
+from alta_nb.evaluate import (THRESHOLDS, EvalSuite, auroc, best_threshold, binary_counts_metrics, class_prompts,
+                              cv_threshold_metrics, evaluate, multiclass_zeroshot, rsna_zeroshot)
 
 # ---------------------------------------------------------------- P@K, hand-made
 def test_p_at_k_known_answers():
@@ -97,6 +98,66 @@ def test_clean_text_and_prompts():
     p = class_prompts()
     assert sum(map(len, p.values())) == 210 + 15 + 192 + 18 + 54
     assert p['Pleural Effusion'].count('left bilateral pleural effusion') == 2     # the official duplicate is kept
+
+# ---------------------------------------------------------------- metrics against independent oracles
+def _pairwise_auroc(y, s):
+    "Mann-Whitney by brute force: every (positive, negative) pair, ties count 1/2."
+    pos, neg = [b for a, b in zip(y, s) if a], [b for a, b in zip(y, s) if not a]
+    return sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
+
+def test_auroc_matches_pair_counting_and_sklearn():
+    from sklearn.metrics import roc_auc_score
+    assert auroc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)       # the textbook example
+    assert auroc([1, 0], [0.5, 0.5]) == 0.5 and auroc([1, 1, 0], [0.1, 0.2, 0.3]) == 0.0
+    rng = np.random.default_rng(7)
+    for _ in range(5):
+        y, s = rng.integers(0, 2, 60), rng.integers(0, 6, 60) / 5                     # many ties
+        assert auroc(y, s) == pytest.approx(_pairwise_auroc(y, s), abs=1e-12)
+        assert auroc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert np.isnan(auroc([1, 1, 1], [0.1, 0.2, 0.3])) and np.isnan(auroc([0, 0], [0.1, 0.2]))   # one class: NaN
+
+def test_multiclass_auroc_is_the_official_macro_and_skips_absent_classes():
+    from sklearn.metrics import roc_auc_score
+    rng = np.random.default_rng(1); y = rng.integers(0, 4, 120); s = rng.random((120, 4)).round(1)
+    r = multiclass_zeroshot(s, y)
+    assert r['auroc'] == pytest.approx(roc_auc_score(np.eye(4)[y], s), abs=1e-12)   # compute_AUROCs: macro one-vs-rest
+    assert r['acc'] == pytest.approx(np.mean([np.argmax(row) == t for row, t in zip(s, y)]))
+    y3 = np.where(y == 3, 0, y)                                                     # class 3 absent: averaged over 0..2
+    assert multiclass_zeroshot(s, y3)['auroc'] == pytest.approx(np.mean([_pairwise_auroc(y3 == k, s[:, k]) for k in range(3)]))
+
+def test_p_at_k_matches_a_loop_over_queries():
+    g = torch.Generator().manual_seed(3)
+    S, ql, cl = torch.randn(12, 30, generator=g), torch.randint(0, 3, (12,), generator=g), torch.randint(0, 3, (30,), generator=g)
+    for k in (1, 5, 30):
+        per = [sum(int(cl[j] == ql[q]) for j in sorted(range(30), key=lambda j: -S[q, j].item())[:k]) / k for q in range(12)]
+        assert precision_at_k(S, ql, cl, k, per_query=True).tolist() == pytest.approx(per)
+        assert precision_at_k(S, ql, cl, k) == pytest.approx(np.mean(per), abs=1e-6)
+
+def test_binary_counts_match_sklearn():
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        gt, pred = rng.random(50) < 0.4, rng.random(50) < 0.5
+        m = binary_counts_metrics(gt, pred)
+        assert m['acc'] == pytest.approx(accuracy_score(gt, pred)) and m['f1'] == pytest.approx(f1_score(gt, pred))
+        assert m['precision'] == pytest.approx(precision_score(gt, pred)) and m['recall'] == pytest.approx(recall_score(gt, pred))
+        assert m['npv'] == pytest.approx(precision_score(~gt, ~pred))                 # NPV = precision of the negatives
+
+def test_threshold_grid_and_brute_force_best():
+    assert len(THRESHOLDS) == 201 and THRESHOLDS[0] == 0 and THRESHOLDS[-1] == pytest.approx(1.0)
+    rng = np.random.default_rng(2); gt = rng.random(80) < 0.3; p = rng.random(80)
+    f1s = [binary_counts_metrics(gt, p > t)['f1'] for t in THRESHOLDS]
+    best = max(v for v in f1s if not np.isnan(v))
+    assert best_threshold(gt, p) == pytest.approx(THRESHOLDS[f1s.index(best)])    # the first grid point reaching the max
+
+def test_bootstrap_ci_is_percentiles_of_seeded_resamples():
+    x = np.random.default_rng(0).random(40)
+    rng = np.random.default_rng(4); vals = [x[rng.integers(0, 40, 40)].mean() for _ in range(300)]
+    assert bootstrap_ci(lambda i: x[i].mean(), 40, 300, seed=4) == pytest.approx((np.quantile(vals, 0.025), np.quantile(vals, 0.975)))
+    assert all(np.isnan(bootstrap_ci(lambda i: np.nan, 5, 10)))                    # every draw NaN: (nan, nan)
+
+def test_text_queries_live_with_retrieval():
+    assert list(CHEXPERT8_TEXT_QUERIES) == CHEXPERT_8 and all(len(v) == 5 for v in CHEXPERT8_TEXT_QUERIES.values())
 
 # ---------------------------------------------------------------- builders and bad input
 def _row(path, view='Frontal', **labels):
@@ -297,7 +358,7 @@ class _Oracle(torch.nn.Module):
         return torch.nn.functional.normalize(out, dim=-1) if normalize else out
 
 def test_evaluate_on_an_oracle(monkeypatch):
-    import alta_nb.retrieval as R
+    import alta_nb.retrieval as R                 # embed_images looks `image_dataset` up here
     cfg = get_config('smoke', bootstrap=20)
     allc = ['Atelectasis', 'Cardiomegaly', 'Pneumonia', 'Normal']
     def mk(name, labels, classes, text=False):

@@ -9,7 +9,9 @@ from alta_nb.mrm import (MRM, build_vit, official_mrm_state_dict, random_masking
 from alta_nb.adapters import add_vit_adapters, add_bert_adapters, count_parameters, mark_trainable, ALTA_TRAINABLE
 from alta_nb.multiview import MultiViewEncoder
 from alta_nb.text import TextTower, check_tokenizer, build_text_tower
-from alta_nb.alta import build_model, local_alignment_loss, global_contrastive_loss, gather_with_grad, ALTA_KINDS
+from alta_nb.alta import build_model, ALTA_KINDS
+from alta_nb.losses import local_alignment_loss, global_contrastive_loss, gather_with_grad
+from alta_nb.weights import mrm_key_map, cxrbert_key_map, save_weights, load_weights, model_state
 
 torch.set_num_threads(1)
 CFG = get_config('smoke')
@@ -197,3 +199,80 @@ def test_text_tower_from_the_kits_mrm_report_model():
     assert torch.equal(alta.text.mlm.bert.encoder.layer[1].output.dense.weight.detach(), mrm.mlm.bert.encoder.layer[1].output.dense.weight.detach())
     assert not any('adapter' in k for k in rep['loaded'])
     with pytest.raises(ValueError, match='lacks'): alta.load_text_state({'bert.embeddings.word_embeddings.weight': alta.text.mlm.bert.embeddings.word_embeddings.weight.detach()})
+
+
+def _class_swap_reference(vit, bert, ratio, init):
+    "The adapters as they were inserted before (each block's class swapped in place): the reference for names and numbers."
+    from timm.models.vision_transformer import Block
+    from transformers.models.bert.modeling_bert import BertSelfOutput, BertOutput
+    from alta_nb.adapters import Adapter
+
+    class SwapBlock(Block):
+        def forward(self, x, attn_mask=None, is_causal=False):
+            x = x + self.drop_path1(self.ls1(self.attn_adapter(self.attn(self.norm1(x), attn_mask=attn_mask, is_causal=is_causal))))
+            xn = self.norm2(x)
+            return x + self.drop_path2(self.ls2(self.mlp(xn) + self.adapter_scale * self.mlp_adapter(xn)))
+
+    class SwapSelfOutput(BertSelfOutput):
+        def forward(self, h, x): return self.attn_adapter(super().forward(h, x))
+
+    class SwapOutput(BertOutput):
+        def forward(self, h, x): return super().forward(h, x) + self.adapter_scale * self.mlp_adapter(x)
+
+    for blk in vit.blocks:
+        d = blk.norm1.normalized_shape[0]
+        blk.attn_adapter, blk.mlp_adapter = Adapter(d, ratio, True, init, 'vit'), Adapter(d, ratio, False, init, 'vit')
+        blk.adapter_scale, blk.__class__ = 0.5, SwapBlock
+    for layer in [m for m in bert.modules() if type(m).__name__ == 'BertLayer']:
+        d = layer.output.dense.out_features
+        layer.attention.output.attn_adapter = Adapter(d, ratio, True, init, 'bert')
+        layer.output.mlp_adapter = Adapter(d, ratio, False, init, 'bert')
+        layer.output.adapter_scale = 0.5
+        layer.attention.output.__class__, layer.output.__class__ = SwapSelfOutput, SwapOutput
+
+
+@pytest.mark.parametrize('init', ['default', 'zero'])
+def test_adapter_composition_matches_the_class_swap_reference(init):
+    from transformers import BertForMaskedLM
+    def towers():
+        torch.manual_seed(0)
+        return build_vit(CFG), BertForMaskedLM(make_bert_config(CFG))
+    vit, bert = towers(); add_vit_adapters(vit, 0.25, init); add_bert_adapters(bert, 0.25, init); after = torch.rand(3)
+    rvit, rbert = towers(); _class_swap_reference(rvit, rbert, 0.25, init); ref_after = torch.rand(3)
+    assert torch.equal(after, ref_after)                       # the same random draws, in the same order
+    for ours, ref in ((vit, rvit), (bert, rbert)):
+        a, b = ours.state_dict(), ref.state_dict()
+        assert list(a) == list(b)                              # identical keys, in the same order
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        with torch.no_grad():                                  # trained (non-zero) adapters
+            for m in (ours, ref):
+                g = torch.Generator().manual_seed(1)
+                for n, p in m.named_parameters():
+                    if 'adapter' in n: p.normal_(generator=g)
+    assert {'blocks.0.attn_adapter.up.weight', 'blocks.0.mlp_adapter.down.bias', 'blocks.0.attn.qkv.weight'} <= set(vit.state_dict())
+    assert {'bert.encoder.layer.0.attention.output.attn_adapter.up.weight', 'bert.encoder.layer.0.output.mlp_adapter.down.weight',
+            'bert.encoder.layer.0.output.dense.weight', 'bert.encoder.layer.0.attention.output.LayerNorm.bias'} <= set(bert.state_dict())
+    x, ids = torch.randn(2, 3, CFG.image_size, CFG.image_size), torch.randint(5, 100, (2, 9))
+    for train in (False, True):                                # dropout draws match too
+        for m in (vit, rvit, bert, rbert): m.train(train)
+        torch.manual_seed(3); o = vit.forward_features(x); torch.manual_seed(3); r = rvit.forward_features(x)
+        assert torch.equal(o, r)
+        torch.manual_seed(3); o = bert(input_ids=ids).logits; torch.manual_seed(3); r = rbert(input_ids=ids).logits
+        assert torch.equal(o, r)
+    rbert.load_state_dict(bert.state_dict())                   # a checkpoint of one loads into the other
+
+
+def test_weights_key_maps_and_round_trip(tmp_path):
+    assert mrm_key_map('decoder_blocks.1.mlp.fc2.bias') == 'decoder.blocks.1.mlp.fc2.bias'
+    assert mrm_key_map('blocks.0.attn.proj.weight') == 'vit.blocks.0.attn.proj.weight'
+    assert mrm_key_map('bert_mlp.weight') is None
+    assert cxrbert_key_map('cls.predictions.bias') == 'mlm.cls.predictions.bias'
+    assert cxrbert_key_map('cls_projection_head.dense_to_output.weight') == 'cls_projection_head.dense_to_output.weight'
+    assert cxrbert_key_map('mlm.bert.embeddings.word_embeddings.weight') is None
+    assert cxrbert_key_map('mlm.bert.embeddings.word_embeddings.weight', mrm_mlm=True) == 'mlm.bert.embeddings.word_embeddings.weight'
+    a, b = build_model(CFG, 'alta', device='cpu'), build_model(CFG, 'alta', device='cpu')
+    _, aliases = model_state(a)
+    assert aliases == {'text.mlm.cls.predictions.decoder.weight': 'text.mlm.bert.embeddings.word_embeddings.weight',
+                       'text.mlm.cls.predictions.decoder.bias': 'text.mlm.cls.predictions.bias'}
+    load_weights(b, save_weights(a, tmp_path/'a.safetensors'))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))

@@ -32,3 +32,46 @@ def test_committed_notebooks_are_clean_and_parametrised():
         if re.match(r'\d\d_', nb.name) and not nb.name.startswith('9'):   # 9X_* are tools, not run by papermill
             tagged = [c for c in cells if 'parameters' in c.get('metadata', {}).get('tags', [])]
             assert len(tagged) == 1, f"{nb.name}: expected one cell tagged 'parameters', found {len(tagged)}"
+
+MAX_CELL_LINES, MAX_MODULE_LINES = 40, 350   # issue #13: one room per concern
+
+def _source(cell) -> str:
+    s = cell.get('source', '')
+    return ''.join(s) if isinstance(s, list) else s
+
+def _directives(cell) -> list[str]:
+    "The cell's leading `#|` lines (nbdev's directives)."
+    out = []
+    for line in _source(cell).splitlines():
+        if not line.startswith('#|'): break
+        out.append(line[2:].strip())
+    return out
+
+def _is_export(cell) -> bool: return cell['cell_type'] == 'code' and any(d.split()[:1] in (['export'], ['exports'], ['exporti']) for d in _directives(cell))
+
+def _is_prose(cell) -> bool:
+    "A markdown cell with at least one line of text (three words or more) that is not a heading."
+    return cell['cell_type'] == 'markdown' and any(len(l.split()) >= 3 and not l.lstrip().startswith('#') for l in _source(cell).splitlines())
+
+def test_notebook_cells_are_short_and_exports_follow_prose():
+    "No code cell over 40 lines; a notebook that exports explains itself in a markdown cell before its first export."
+    import json
+    long, no_prose = [], []
+    for nb in sorted((ROOT/'nbs').glob('*.ipynb')):
+        cells = json.loads(nb.read_text())['cells']
+        for i, c in enumerate(cells):
+            lines = _source(c).splitlines()
+            if c['cell_type'] == 'code' and len(lines) > MAX_CELL_LINES:
+                first = next((l for l in lines if l.strip() and not l.startswith('#|')), lines[0]).strip()
+                long.append(f'{nb.name} cell {i} (`{first[:60]}`): {len(lines)} lines')
+        first_export = next((i for i, c in enumerate(cells) if _is_export(c)), None)
+        if first_export is not None and not any(_is_prose(c) for c in cells[:first_export]):
+            no_prose.append(f'{nb.name}: no markdown prose before the first `#| export` (cell {first_export})')
+    assert not long, f'code cells over {MAX_CELL_LINES} lines (split them, each piece after a short markdown paragraph):\n' + '\n'.join(long)
+    assert not no_prose, '\n'.join(no_prose)
+
+def test_modules_are_short():
+    "No exported module over 350 lines (the generated index `_modidx.py` aside)."
+    sizes = {p.name: len(p.read_text().splitlines()) for p in sorted((ROOT/'alta_nb').glob('*.py')) if p.name != '_modidx.py'}
+    long = [f'alta_nb/{n}: {k} lines' for n, k in sizes.items() if k > MAX_MODULE_LINES]
+    assert not long, f'modules over {MAX_MODULE_LINES} lines (split the notebook):\n' + '\n'.join(long)

@@ -1,12 +1,9 @@
 "The paper-vs-ours report: the paper numbers as data, the matching, the labels, the write rule, the figures."
-import json, re
-import matplotlib
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt
+import json, re, subprocess, sys
 import pandas as pd
 import pytest
 from conftest import ROOT
-from alta_nb.core import Config
+from alta_nb.core import Config, save_figure
 from alta_nb.report import (load_paper_results, paper_results_path, collect_run_metrics, paper_vs_ours_table,
                             render_paper_vs_ours, write_paper_vs_ours, plot_ablation, ablation_summary,
                             larger_than_spread, compute_frames, plot_compute, EVAL_METRICS, MODELS)
@@ -40,7 +37,7 @@ def run(tmp_path):
     "A hand-made run: adapters and engine ran, retrieval ran, zero-shot did not."
     runs = tmp_path/'runs'/'smoke'
     ms = {'06_adapters': {'trainable_fraction': 0.081, 'trainable_params': 18_000_000, 'total_params': 222_000_000},
-          '10_train': {'compute_ratio_alta_over_mrm': 0.17, 'step_flops_ratio_alta_over_mrm': 0.6},
+          '12_compute': {'compute_ratio_alta_over_mrm': 0.17, 'step_flops_ratio_alta_over_mrm': 0.6},
           '15_eval_retrieval': {'alta_multiview_txt2img_p_at_10': 0.5, 'clip_scratch_txt2img_p_at_10': 0.42,
                                 'random_init_txt2img_p_at_10': 0.2, 'alta_multiview_img2txt_p_at_10': 0.3,
                                 'mrm_features_img2txt_p_at_10': 0.1}}
@@ -98,7 +95,6 @@ def test_plot_ablation_known_answer():
     assert s['std'].tolist() == pytest.approx([0.0707107, 0.1414214], rel=1e-5)
     assert [b.get_height() for b in fig.axes[0].patches] == pytest.approx([0.6, 0.7])
     assert not larger_than_spread(s, 'alta_single', 'mrm_features')                # 0.1 apart, spreads 0.21
-    plt.close(fig)
 
 
 def test_compute_figure(run, tmp_path):
@@ -108,4 +104,13 @@ def test_compute_figure(run, tmp_path):
     assert sorted(params.kind) == ['total', 'trainable']
     fig = plot_compute(ratios, params)
     assert len(fig.axes) == 2
-    plt.close(fig)
+    png = save_figure(fig, 'compute_params', tmp_path)                    # headless, no backend chosen by us
+    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_import_leaves_the_matplotlib_backend_alone():
+    "A library must not pick the backend: after importing the report, the one the user chose is still in use."
+    code = "import matplotlib; matplotlib.use('svg'); import alta_nb.report; print(matplotlib.get_backend())"
+    p = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip() == 'svg'

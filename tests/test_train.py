@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest, torch
 from safetensors.torch import load_file
 from conftest import ROOT, BIN, tail
-from alta_nb.train import list_checkpoints, load_weights, fit, ToyStudyModel, ToyStudies, save_weights, micro_batch_size
+from alta_nb.train import list_checkpoints, fit; from alta_nb.weights import load_weights, save_weights; from alta_nb.learner import ToyStudyModel, ToyStudies, micro_batch_size
 from alta_nb.core import get_config
 
 WORKER = ROOT/'tests'/'train_worker.py'
@@ -109,7 +109,7 @@ def test_rsm_trains_the_cls_projection_and_matches_sections():
     import math
     from alta_nb.data import train_tokenizer
     from alta_nb.text import build_text_tower
-    from alta_nb.train import rsm_pretrain
+    from alta_nb.stages import rsm_pretrain
     from alta_nb.core import seed_everything
     words = ['cardiomegaly', 'effusion', 'pneumothorax', 'atelectasis', 'edema', 'nodule', 'fracture', 'consolidation']
     pairs = [(f'There is {w}. No other finding. The mediastinal contours are normal.', f'{w.capitalize()}.') for w in words]
@@ -130,7 +130,7 @@ def test_rsm_trains_the_cls_projection_and_matches_sections():
 
 def test_text_stand_in_is_cached_and_checks_its_reports(tmp_path, monkeypatch):
     "The RSM stand-in trains once per config (second call loads it) and a missing data root says where it looked."
-    from alta_nb.train import text_stand_in, model_dir, section_pairs
+    from alta_nb.stages import text_stand_in, model_dir, section_pairs
     monkeypatch.setenv('ALTA_DATA', str(tmp_path))
     cfg = get_config('smoke', text_rsm_steps=5)
     n = torch.get_num_threads(); torch.set_num_threads(1)
