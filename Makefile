@@ -10,12 +10,14 @@ PROFILE ?= smoke
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
+# OpenMP threads sleep instead of spinning while they wait: a busy shared machine no longer stretches every op (bench/cpu_load.py)
+export OMP_WAIT_POLICY ?= PASSIVE
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 ifeq ($(CI),true)
 export TQDM_DISABLE := 1
 endif
 
-.PHONY: setup reproduce test goldens lab export docs clean
+.PHONY: setup reproduce test goldens lab export docs clean vs-official
 
 setup: $(STAMP)
 
@@ -24,7 +26,7 @@ $(STAMP): pyproject.toml .ci/constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/python -m pip install -q -c .ci/constraints.txt -e ".[dev]"
-	$(BIN)/python -m ipykernel install --sys-prefix --name alta_nb --display-name "alta_nb (.venv)" >/dev/null
+	$(BIN)/python -m ipykernel install --sys-prefix --name alta_nb --display-name "alta_nb (.venv)" --env OMP_WAIT_POLICY PASSIVE >/dev/null
 	@touch $@
 
 reproduce: setup
@@ -52,3 +54,16 @@ export: setup
 
 clean:
 	rm -rf _runs _docs
+
+# The kit beside the official ALTA code (issue #14): a second venv with the official pins; the checkout is yours
+# (the kit never downloads it): make vs-official ALTA_OFFICIAL_REPO=/path/to/ALTA [VS_ARGS=--small]
+OFFICIAL_VENV := .venv_official
+$(OFFICIAL_VENV)/.alta-official-installed:
+	@test -x $(OFFICIAL_VENV)/bin/python || $(PYTHON) -m venv $(OFFICIAL_VENV)
+	$(OFFICIAL_VENV)/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(OFFICIAL_VENV)/bin/python -m pip install -q timm==0.6.13 transformers==4.33.3 einops pandas safetensors numpy
+	@touch $@
+
+vs-official: setup $(OFFICIAL_VENV)/.alta-official-installed
+	@test -n "$(ALTA_OFFICIAL_REPO)" || { echo "set ALTA_OFFICIAL_REPO to your checkout of github.com/DopamineLcy/ALTA"; exit 2; }
+	ALTA_OFFICIAL_REPO=$(ALTA_OFFICIAL_REPO) $(BIN)/python bench/vs_official.py --device cpu --official-python $(OFFICIAL_VENV)/bin/python $(VS_ARGS)

@@ -8,12 +8,13 @@ import json
 from pathlib import Path
 import numpy as np
 import pandas as pd
+import torch
 from .core import Config, get_device, seed_everything
 from .compute import equal_compute_epochs
 
 # %% auto #0
-__all__ = ['VARIANTS', 'HEADLINE', 'COMPARISONS', 'build_variant', 'profile_variants', 'run_ablations', 'verdicts',
-           'learning_curves']
+__all__ = ['VARIANTS', 'HEADLINE', 'COMPARISONS', 'CHOICE_SEED', 'CHOICES', 'build_variant', 'profile_variants', 'validation_mrr',
+           'choose_on_validation', 'run_ablations', 'verdicts', 'learning_curves']
 
 # %% ../nbs/18_ablations.ipynb #0d096ab9
 VARIANTS: dict[str, dict] = {
@@ -55,6 +56,34 @@ def profile_variants(cfg: Config) -> list[str]:
     if unknown: raise ValueError(f"ablation_skip: unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
     return [v for v in VARIANTS if v not in skip]
 
+# %% ../nbs/18_ablations.ipynb #ebdc0ea1
+CHOICE_SEED = 100                                        # used to choose settings; never a reported seed
+CHOICES = {'head_init': ('default', 'centered')}        # what the protocol chooses on validation (one field at a time)
+
+@torch.no_grad()
+def validation_mrr(model, cfg: Config) -> float:
+    "Mean reciprocal rank of each SynthCXR validation study's own report among the validation reports (image → text)."
+    from alta_nb.data import study_dataloader
+    dl = study_dataloader(cfg, split='validate', shuffle=False, train=False, drop_last=False)
+    model.eval(); img, txt = [], []
+    for b in dl:
+        img.append(model.encode_image(b['images'], b.get('view_mask'))); txt.append(model.encode_text(b['input_ids'], b['attention_mask']))
+    sim = torch.cat(img) @ torch.cat(txt).T
+    rank = (sim > sim.diag()[:, None]).sum(1) + 1        # 1 = its own report ranks first
+    return float((1.0 / rank.float()).mean())
+
+# %% ../nbs/18_ablations.ipynb #1bbe71b4
+def choose_on_validation(cfg: Config, choices: dict = CHOICES, seed: int = CHOICE_SEED) -> tuple[dict, pd.DataFrame]:
+    "For each field of `choices`: the option with the best `validation_mrr` at `seed`, and a table of every score."
+    from alta_nb.stages import pretrained
+    cs, rows = cfg.replace(seed=seed), []
+    for field, options in choices.items():
+        for opt in options:
+            rows.append(dict(field=field, option=opt, val_mrr=validation_mrr(pretrained(cs, 'alta', **{field: opt}), cs)))
+    t = pd.DataFrame(rows)
+    chosen = {f: d.option.iloc[int(np.argmax(d.val_mrr.values))] for f, d in t.groupby('field', sort=False)}
+    return chosen, t
+
 # %% ../nbs/18_ablations.ipynb #1f9b343f
 def run_ablations(cfg: Config, suite, seeds, variants=None, clip_epochs: int | None = None, log=print) -> pd.DataFrame:
     "Long frame (model, seed, metric, value) of every variant × seed on `suite`."
@@ -85,8 +114,11 @@ def verdicts(abl: pd.DataFrame, comparisons=COMPARISONS, metrics=HEADLINE) -> pd
             verdict = ('one seed: no spread to compare with' if n < 2 else
                        (f'{a} {"higher" if diff > 0 else "lower"}, beyond the seed spread' if larger_than_spread(s, a, b)
                         else 'within the seed spread'))
+            d = abl[abl.metric == met].pivot_table(index='seed', columns='model', values='value')[[a, b]].dropna()
+            same = bool(len(d) >= 2 and (np.sign(d[a] - d[b]).nunique() == 1) and (d[a] != d[b]).all())
             rows.append(dict(metric=met, a=a, b=b, diff=diff, sd_a=s.loc[a, 'std'], sd_b=s.loc[b, 'std'], n_seeds=n,
-                             beyond_spread=bool(n >= 2 and larger_than_spread(s, a, b)), verdict=verdict))
+                             beyond_spread=bool(n >= 2 and larger_than_spread(s, a, b)), same_sign_every_seed=same,
+                             sign_test_p=min(1.0, 2 * 0.5 ** len(d)) if same else 1.0, verdict=verdict))
     return pd.DataFrame(rows)
 
 # %% ../nbs/18_ablations.ipynb #486a23f7

@@ -102,7 +102,7 @@ def schedule_compute(flops_per_sample: float, kind: str) -> float:
     s = PAPER_SCHEDULES[kind]
     return flops_per_sample * s['samples'] * s['epochs']
 
-# %% ../nbs/12_compute.ipynb #ae23f9f3
+# %% ../nbs/12_compute.ipynb #c0aac0f8
 def _saved_bytes(fn) -> int:
     "Bytes of the distinct tensors autograd saves for backward while `fn()` runs."
     seen = {}
@@ -113,7 +113,7 @@ def _saved_bytes(fn) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t): fn()
     return sum(seen.values())
 
-# %% ../nbs/12_compute.ipynb #dc26062d
+# %% ../nbs/12_compute.ipynb #f6c027fe
 class StepBench:
     "One model's optimizer step on a fixed batch, ready to be timed step by step (`step()` returns seconds)."
     def __init__(self, model: nn.Module, batch: dict, device='cpu', amp_dtype=None, compile: bool = False):
@@ -153,7 +153,7 @@ class StepBench:
             res.update(flops_per_step=flops, mfu=flops / dt / (peak_tflops * 1e12))
         return res
 
-# %% ../nbs/12_compute.ipynb #2f8b08e6
+# %% ../nbs/12_compute.ipynb #6a6eba20
 def bench_step(model: nn.Module, batch: dict, steps: int = 3, warmup: int = 1, device='cpu', amp_dtype=None,
                compile: bool = False, peak_tflops: float = 0.0) -> dict:
     "Median time of a full optimizer step on `batch`, images/s, peak memory (CUDA) or its estimate (CPU), and MFU if `peak_tflops`."
@@ -161,7 +161,7 @@ def bench_step(model: nn.Module, batch: dict, steps: int = 3, warmup: int = 1, d
     for _ in range(warmup): b.step()
     return b.summary([b.step() for _ in range(steps)], peak_tflops)
 
-# %% ../nbs/12_compute.ipynb #b9c28e3a
+# %% ../nbs/12_compute.ipynb #ff2a71ef
 def run_benchmark(cfg: Config, kinds=('alta', 'alta_full', 'mrm'), batch_size: int = 4, device='cpu', steps: int = 5,
                   warmup: int = 1, peak_tflops: float = 0.0, compile: bool = False, bf16: bool | None = None,
                   threads: int = 0) -> 'pd.DataFrame':
@@ -193,7 +193,7 @@ def run_benchmark(cfg: Config, kinds=('alta', 'alta_full', 'mrm'), batch_size: i
         if device.type == 'cuda': torch.cuda.empty_cache()
     return pd.DataFrame(rows)
 
-# %% ../nbs/12_compute.ipynb #47380bce
+# %% ../nbs/12_compute.ipynb #65cf860c
 def benchmark_ratios(df) -> dict:
     "Headline ratios of a `run_benchmark` table (fp32 rows): ALTA step time and memory over full fine-tune and over MRM."
     t = df[df.precision == 'fp32'].set_index('kind')
@@ -205,7 +205,7 @@ def benchmark_ratios(df) -> dict:
         out['step_time_ratio_alta_over_mrm'] = t.step_time_s['alta'] / t.step_time_s['mrm']
     return out
 
-# %% ../nbs/12_compute.ipynb #506b1d12
+# %% ../nbs/12_compute.ipynb #2c323a10
 def equal_compute_epochs(cfg: Config) -> tuple[int, dict]:
     "Epochs for `clip_scratch` that match ALTA's total training FLOPs (MRM + alignment) at `cfg`'s size."
     f = {k: step_flops(cfg, k, batch_size=2, device='meta')['flops_per_sample'] for k in ('mrm', 'alta', 'clip_scratch')}

@@ -47,6 +47,8 @@ class _ModelConfig(_DataConfig):
     decoder_heads: int = 2
     mask_ratio: float = 0.75
     norm_pix_loss: bool = True
+    frontal_clip: bool = True       # clip the 448² → 224² bicubic frontal to the pixel range (official: no clip, its overshoot kept)
+    pos_embed_rule: str = 'mae'     # sin-cos frequencies: 'mae' (MAE's) or 'official' (ALTA/MRM-pytorch `util/pos_embed.py`)
     adapter_ratio: float = 0.25     # adapter bottleneck = dim × ratio (AIM: D → D/4 → D)
     adapter_init: str = 'default'   # 'default' (official) or 'zero'
     head_init: str = 'default'      # 'default' (official) or 'centered': image head's bias centres the tower's features (11_scaling)
@@ -71,6 +73,7 @@ class _TrainConfig(_ModelConfig):
     # --- weights a user may have on disk (never downloaded)
     mrm_checkpoint: str = ''        # path to the official MRM.pth
     cxrbert_path: str = ''          # local HF directory of BiomedVLP-CXR-BERT-specialized
+    allow_random_text: bool = False # let `python -m alta_nb.train --kind alta` align against a frozen random text tower
     # --- training
     batch_size: int = 8             # global batch
     accum_steps: int = 1
@@ -82,6 +85,9 @@ class _TrainConfig(_ModelConfig):
     warmup_epochs: float = 0.5
     schedule_epochs: int = 0        # cosine length; 0 = `epochs` (official: 100, stopped at 30)
     grad_clip: float = 1.0
+    decay_rule: str = 'kit'         # 'kit': no decay on biases/norms/embeddings/tokens; 'official': every trainable tensor of ≥ 2 dims
+    schedule_rule: str = 'kit'      # 'kit': warm-up from lr/warmup; 'official': from lr 0 at step 0 (`util/lr_sched.py`)
+    amp_dtype: str = 'bf16'         # CUDA autocast: 'bf16' (no scaler) or 'fp16' + GradScaler (the official `torch.cuda.amp`)
     compile: bool = False
     ckpt_every: int = 0             # steps; 0 = end of every epoch
     keep_ckpts: int = 2
@@ -117,7 +123,8 @@ PROFILES: dict[str, dict[str, Any]] = {
                   text_dim=768, text_layers=12, text_heads=12, text_intermediate=3072, vocab_size=30522,
                   max_text_len=128, embed_dim=128, batch_size=96, epochs=30, mrm_epochs=200,
                   lr=1.5e-4 * 96 / 256, weight_decay=0.05, warmup_epochs=10, schedule_epochs=100,
-                  grad_clip=0.0, num_workers=10, eval_per_class=200, bootstrap=1000, n_seeds=1),
+                  grad_clip=0.0, num_workers=10, decay_rule='official', schedule_rule='official', amp_dtype='fp16',
+                  pos_embed_rule='official', frontal_clip=False, eval_per_class=200, bootstrap=1000, n_seeds=1),
 }
 
 # %% ../nbs/00_core.ipynb #da7be1e5

@@ -14,9 +14,9 @@ import torch
 from torch.utils.data import Dataset, DataLoader
 from .core import Config, get_config, data_dir, atomic_write, save_metrics
 from .synthcxr import ensure_synthcxr, ensure_chexpert_like, ensure_rsna_like, CHEXPERT_LABELS
-from .mimic import build_alta_table, ALTA_COLUMNS, file_sha256
+from .mimic import build_alta_table, build_alta_table_from_csv, source_fingerprint, ALTA_COLUMNS, file_sha256
 from .readers import read_chexpert_csv, read_rsna, read_nih, read_openi_reports, openi_studies
-from .images import ImageCache, to_tensor_u8, normalize, normalize_np, apply_aug, sample_aug, image_transform, read_image
+from .images import ImageCache, to_tensor_u8, normalize, normalize_np, apply_aug, sample_aug, image_transform, read_image, frontal_small
 
 # %% auto #0
 __all__ = ['SPECIAL_TOKENS', 'train_tokenizer', 'get_tokenizer', 'study_root', 'read_alta_table', 'alta_table',
@@ -77,15 +77,19 @@ def get_tokenizer(cfg: Config, texts=None):
 _SPLITS = {'train': 'train', 'validate': 'validate', 'valid': 'validate', 'val': 'validate', 'test': 'test'}
 
 def study_root(cfg: Config) -> tuple[Path, Path]:
-    "(image root, ALTA table CSV) for `cfg`: SynthCXR, or `cfg.data_root` with its table built once."
+    """(image root, ALTA table CSV) for `cfg`: SynthCXR; the root's own `alta_train.csv`; or a table built from `cfg.data_root`
+    (a MIMIC-CXR-JPG root, or a flat CSV: `build_alta_table_from_csv`) and cached under `data_dir()/alta_tables/<key>/`,
+    the key covering every file it is built from (`source_fingerprint`), so any edit rebuilds it."""
     if not cfg.data_root:
         root = ensure_synthcxr(cfg); return root, root/'alta_train.csv'
     root = Path(cfg.data_root)
-    if not root.is_dir(): raise FileNotFoundError(f"data_root {root} does not exist (expected a MIMIC-CXR-JPG root with files/ and the metadata CSVs)")
-    if (root/'alta_train.csv').exists(): return root, root/'alta_train.csv'
-    out = data_dir()/'alta_tables'/hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]/'alta_train.csv'
-    if not out.exists(): build_alta_table(root, out)
-    return root, out
+    if not root.exists(): raise FileNotFoundError(f"data_root {root} does not exist (expected a MIMIC-CXR-JPG root with files/ and the metadata CSVs, or a flat CSV)")
+    if root.is_dir() and (root/'alta_train.csv').exists(): return root, root/'alta_train.csv'
+    out = data_dir()/'alta_tables'/source_fingerprint(root)/'alta_train.csv'
+    if not out.exists():
+        print(f"building the ALTA table of {root} into {out} (cached; rebuilt whenever a file it is built from changes)")
+        (build_alta_table_from_csv if root.is_file() else build_alta_table)(root, out)
+    return (root.parent if root.is_file() else root), out
 
 def read_alta_table(path) -> pd.DataFrame:
     "An ALTA table CSV with its columns and values checked (one-line errors name the file and row)."
@@ -133,10 +137,11 @@ def _check_files(root: Path, paths):
 class StudyDataset(Dataset):
     "ALTA studies of `table` (a DataFrame or CSV path of ALTA rows, paths relative to `root`) as the kit's batch items."
     def __init__(self, table: pd.DataFrame, root, cfg: Config, tokenizer, train: bool = False, cache: bool = True,
-                 shuffle_text: bool | None = None, cache_dir=None):
+                 shuffle_text: bool | None = None, cache_dir=None, clip_frontal: bool | None = None):
         if isinstance(table, (str, Path)): table = read_alta_table(table)
         self.t = table.reset_index(drop=True); self.root, self.cfg, self.tok, self.train = Path(root), cfg, tokenizer, train
         self.shuffle_text = train if shuffle_text is None else shuffle_text
+        self.clip_frontal = cfg.frontal_clip if clip_frontal is None else clip_frontal    # paper profile: the official, unclipped
         _check_study_table(self.t)
         others = sorted({p for c in ALTA_COLUMNS[1:4] for p in self.t[c] if p != '-1'})
         self.rows, self.cache = self.t.to_dict('records'), cache
@@ -158,10 +163,8 @@ class StudyDataset(Dataset):
         r = self.rows[i]; S = self.cfg.image_size
         pf, pl = (sample_aug(), sample_aug()) if self.train else (None, None)   # frontal pair, lateral pair
         hi = self._view(r['image_path'], pf, hires=True)
-        # the official model resizes the 448² frontal to 224² (bicubic, antialiased) for the encoder: same here
-        small = np.asarray(Image.fromarray(hi.astype(np.float32) / 255, mode='F').resize((S, S), Image.BICUBIC))
         images = np.zeros((4, 3, S, S), np.float32); mask = np.zeros(4, bool)   # numpy: no thread pool for small arrays
-        images[0] = normalize_np(np.clip(small, 0, 1)); mask[0] = True
+        images[0] = frontal_small(hi, S, self.clip_frontal); mask[0] = True   # the official 448² → 224² bicubic resize
         for k, (col, p) in enumerate([('auxview_image_path', pl), ('last_image_path', pf), ('last_auxview_image_path', pl)], 1):
             if r[col] != '-1': images[k] = normalize_np(self._view(r[col], p)); mask[k] = True
         text = shuffle_sentences(r['report']) if self.shuffle_text else r['report']
@@ -192,7 +195,9 @@ def study_dataloader(cfg: Config, split: str = 'train', tokenizer=None, shuffle:
     "A DataLoader of ALTA study batches for `split` of `cfg`'s data (SynthCXR unless `cfg.data_root`)."
     root, _ = study_root(cfg)
     table = alta_table(cfg, split)
-    if len(table) == 0: raise ValueError(f"split {split!r} of {root} has no studies")
+    if len(table) == 0:
+        _, csv = study_root(cfg); n = read_alta_table(csv).split.value_counts().to_dict()
+        raise ValueError(f"split {split!r} of {root} has no studies (table {csv}: {n}); give some studies that split, or choose another")
     train = (split == 'train') if train is None else train
     tokenizer = tokenizer or get_tokenizer(cfg)
     ds = StudyDataset(table, root, cfg, tokenizer, train=train)

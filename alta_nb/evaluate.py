@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_eval_zeroshot.ipynb #f4a68cfd
 from __future__ import annotations
-import itertools, random
+import inspect, itertools, random
 from pathlib import Path
 from dataclasses import dataclass, field
 import numpy as np
@@ -13,12 +13,13 @@ import torch
 import torch.nn.functional as F
 from .eval_sets import EvalSet, CHEXPERT_5, CHEXPERT_8, RSNA_CLASSES
 from .retrieval import (CHEXPERT8_TEXT_QUERIES, similarity, precision_at_k, bootstrap_ci, embed_images,
-                               embed_studies, embed_texts, clean_text)
+                               embed_studies, embed_texts, clean_text, encode_text_raw, _tokenize, _autocast)
 
 # %% auto #0
 __all__ = ['CHEXPERT_CLASS_PROMPTS', 'RSNA_PROMPTS', 'THRESHOLDS', 'COMPARED', 'class_prompts', 'check_prompts',
-           'ensemble_class_embeddings', 'auroc', 'multiclass_zeroshot', 'binary_counts_metrics', 'best_threshold',
-           'cv_threshold_metrics', 'rsna_zeroshot', 'EvalSuite', 'retrieval_metrics', 'img2txt_metrics',
+           'raw_text_projection', 'raw_text_embeddings', 'ensemble_class_embeddings', 'auroc', 'multiclass_zeroshot',
+           'binary_counts_metrics', 'best_threshold', 'cv_threshold_metrics', 'rsna_zeroshot', 'rsna_official_u8',
+           'OfficialRSNAImages', 'resolve_rsna_pixels', 'EvalSuite', 'retrieval_metrics', 'img2txt_metrics',
            'chexpert_zeroshot_metrics', 'rsna_metrics', 'evaluate', 'eval_suite_for', 'real_suite', 'comparison_models',
            'compare']
 
@@ -74,6 +75,23 @@ def check_prompts(prompts: dict, classes, set_name: str = 'eval set'):
     missing = [c for c in classes if not prompts.get(c)]
     if missing: raise ValueError(f"{set_name}: no prompts for class(es) {missing}")
 
+def raw_text_projection(model, input_ids, attention_mask) -> torch.Tensor:
+    "The projected [CLS] before the L2 norm (what the official `forward_txt_feature(normalize=False)` returns)."
+    text, mlm = getattr(model, 'text', None), getattr(model, 'mlm', None)
+    if 'normalize' not in inspect.signature(model.encode_text).parameters:
+        if hasattr(text, 'global_embed'): return text.global_embed(text.hidden(input_ids, attention_mask))
+        if hasattr(mlm, 'bert'): return mlm.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0]
+    return encode_text_raw(model, input_ids, attention_mask)
+
+@torch.no_grad()
+def raw_text_embeddings(model, tokenizer, texts, cfg, batch_size: int = 128) -> torch.Tensor:
+    "(N, D) raw projections of `texts` (`raw_text_projection`), float32 on the CPU."
+    dev = next(model.parameters()).device; model.eval(); out = []
+    for i in range(0, len(texts), batch_size):
+        ids, mask = _tokenize(tokenizer, texts[i:i + batch_size], cfg)
+        with _autocast(dev): out.append(raw_text_projection(model, ids.to(dev), mask.to(dev)).float().cpu())
+    return torch.cat(out)
+
 def ensemble_class_embeddings(model, tokenizer, prompts: dict, classes, cfg, clean: bool = True) -> torch.Tensor:
     "(n_classes, D): per class, the mean of its prompts' raw text projections, then L2 norm (official rule)."
     check_prompts(prompts, classes)
@@ -83,7 +101,7 @@ def ensemble_class_embeddings(model, tokenizer, prompts: dict, classes, cfg, cle
         empty = [p for p, t in zip(prompts[c], texts) if not t.strip()]
         if empty: raise ValueError(f"prompt {empty[0]!r} of class {c!r} is empty after the official cleaning "
                                    "(one-word sentences are dropped); write at least two words")
-        rows.append(embed_texts(model, tokenizer, texts, cfg, normalize=False).mean(0))
+        rows.append(raw_text_embeddings(model, tokenizer, texts, cfg).mean(0))
     return F.normalize(torch.stack(rows), dim=-1)
 
 # %% ../nbs/16_eval_zeroshot.ipynb #f97fb8c3
@@ -103,13 +121,13 @@ def multiclass_zeroshot(scores, labels) -> dict:
 
 # %% ../nbs/16_eval_zeroshot.ipynb #82de0324
 def binary_counts_metrics(gt, pred) -> dict:
-    "acc, f1, recall, precision, npv of boolean predictions (NaN where a ratio is 0/0), as `compute_acc_np`."
+    "acc, f1, recall, precision, npv of boolean predictions; F1 = 2TP/(2TP+FP+FN) as scikit-learn (NaN only where 0/0)."
     gt, pred = np.asarray(gt, bool), np.asarray(pred, bool)
     tp, fp = float(np.sum(gt & pred)), float(np.sum(pred & ~gt))
     fn, tn = float(np.sum(gt & ~pred)), float(np.sum(~gt & ~pred))
     div = lambda a, b: a / b if b else float('nan')
     rec, prec = div(tp, tp + fn), div(tp, tp + fp)
-    f1 = div(2 * prec * rec, prec + rec) if not (np.isnan(prec) or np.isnan(rec)) else float('nan')
+    f1 = div(2 * tp, 2 * tp + fp + fn)
     return {'acc': float(np.mean(gt == pred)), 'f1': f1, 'recall': rec, 'precision': prec, 'npv': div(tn, tn + fn)}
 
 THRESHOLDS = np.arange(0, 1 + 0.005, 0.005)    # the official grid, built the same way
@@ -144,6 +162,33 @@ def rsna_zeroshot(img_emb, pos_emb, neg_emb, labels, n_folds: int = 10, seed: in
     gt = np.asarray(labels).astype(bool)
     cv = cv_threshold_metrics(gt, prob, n_folds, seed)
     return {'auroc': auroc(gt, prob), **{k: v for k, v in cv.items() if k != 'oof_pred'}, 'prob': prob, 'oof_pred': cv['oof_pred']}
+
+# %% ../nbs/16_eval_zeroshot.ipynb #f980ac9d
+def rsna_official_u8(arr) -> np.ndarray:
+    "`cv2.convertScaleAbs(arr, alpha=255/arr.max())` in NumPy: stored values scaled by their own max, no LUT, uint8."
+    a = np.asarray(arr)
+    m = float(a.max()) if a.size else 0.0
+    if m <= 0: return np.zeros(a.shape, np.uint8)           # OpenCV: alpha = inf, 0·inf = NaN, saturated to 0
+    x = np.abs(a.astype(np.float32) * np.float32(255.0 / m))
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+class OfficialRSNAImages(torch.utils.data.Dataset):
+    "The images of an RSNA `EvalSet` as the official reader sees them (`rsna_official_u8`), resized and normalised as the kit's."
+    def __init__(self, es: EvalSet, cfg):
+        from alta_nb.images import image_transform; from alta_nb.eval_sets import check_images
+        self.paths, self.tfm = [check_images(es)/p for p in es.items['path']], image_transform(cfg.image_size)
+    def __len__(self): return len(self.paths)
+    def __getitem__(self, i):
+        from alta_nb.images import _dicom_pixels, _is_dicom
+        p = self.paths[i]
+        if not _is_dicom(p): raise ValueError(f"{p}: rsna_pixels='official' reads DICOM stored values; this is not a DICOM (use rsna_pixels='kit')")
+        return self.tfm(rsna_official_u8(_dicom_pixels(p)[1]))
+
+def resolve_rsna_pixels(rsna_pixels, cfg) -> str:
+    "`None` → 'official' for the paper profile, else 'kit'; else 'kit' or 'official'."
+    mode = rsna_pixels or ('official' if getattr(cfg, 'profile', '') == 'paper' else 'kit')
+    if mode not in ('kit', 'official'): raise ValueError(f"rsna_pixels={rsna_pixels!r}: expected 'kit', 'official' or None")
+    return mode
 
 # %% ../nbs/16_eval_zeroshot.ipynb #81463897
 @dataclass
@@ -209,13 +254,13 @@ def chexpert_zeroshot_metrics(model, tokenizer, suite: EvalSuite, i5, cfg) -> di
     _with_ci(out, 'zeroshot_chexpert_auroc', lambda i: multiclass_zeroshot(scores[i], y5[i])['auroc'], len(s5), cfg)
     return out
 
-def rsna_metrics(model, tokenizer, suite: EvalSuite, cfg, cache: bool = True) -> dict:
+def rsna_metrics(model, tokenizer, suite: EvalSuite, cfg, cache: bool = True, rsna_pixels: str | None = None) -> dict:
     "RSNA zero-shot AUROC (with interval), CV-threshold acc/F1/recall/precision/npv, OOF intervals of acc and F1."
-    rs, out = suite.rsna_test, {}
+    rs, out, official = suite.rsna_test, {}, resolve_rsna_pixels(rsna_pixels, cfg) == 'official'   # cache: kit pixels only
     r_cls = ensemble_class_embeddings(model, tokenizer, suite.rsna_prompts, rs.classes, cfg, clean=False)
-    pos, neg = r_cls[rs.classes.index('Pneumonia')], r_cls[rs.classes.index('Normal')]
-    gt = rs.labels == rs.classes.index('Pneumonia')
-    res = rsna_zeroshot(embed_images(model, rs, cfg, cache=cache), pos, neg, gt, seed=cfg.seed)
+    pos, neg, gt = r_cls[rs.classes.index('Pneumonia')], r_cls[rs.classes.index('Normal')], rs.labels == rs.classes.index('Pneumonia')
+    res = rsna_zeroshot(embed_images(model, rs, cfg, cache=cache and not official, dataset=OfficialRSNAImages(rs, cfg) if official else None),
+                        pos, neg, gt, seed=cfg.seed)
     _with_ci(out, 'rsna_auroc', lambda i: auroc(gt[i], res['prob'][i]), len(rs), cfg)
     out.update({f'rsna_{m}': res[m] for m in ('acc', 'f1', 'recall', 'precision', 'npv')}, rsna_folds=res['folds'])
     if cfg.bootstrap > 0:
@@ -225,8 +270,9 @@ def rsna_metrics(model, tokenizer, suite: EvalSuite, cfg, cache: bool = True) ->
     return out
 
 # %% ../nbs/16_eval_zeroshot.ipynb #8b76e5a9
-def evaluate(model, suite: EvalSuite, cfg, tokenizer=None, views: str = 'single', cache: bool = True) -> dict:
-    "Retrieval + zero-shot metrics of `model` on `suite`; `views='study'` embeds every view of each study."
+def evaluate(model, suite: EvalSuite, cfg, tokenizer=None, views: str = 'single', cache: bool = True,
+             rsna_pixels: str | None = None) -> dict:
+    "Retrieval + zero-shot metrics of `model` on `suite`; `views='study'` embeds every view; `rsna_pixels`: RSNA reader."
     tokenizer = tokenizer or getattr(model, 'tokenizer', None)
     if tokenizer is None: raise ValueError("evaluate: no tokenizer given and the model has no `.tokenizer`")
     if views not in ('single', 'study'): raise ValueError(f"views={views!r}: expected 'single' or 'study'")
@@ -237,7 +283,7 @@ def evaluate(model, suite: EvalSuite, cfg, tokenizer=None, views: str = 'single'
     i5 = emb(suite.chexpert_5x200)
     out.update(img2txt_metrics(model, tokenizer, suite.chexpert_5x200, i5, cfg))
     out.update(chexpert_zeroshot_metrics(model, tokenizer, suite, i5, cfg))
-    out.update(rsna_metrics(model, tokenizer, suite, cfg, cache))
+    out.update(rsna_metrics(model, tokenizer, suite, cfg, cache, rsna_pixels))
     return out
 
 # %% ../nbs/16_eval_zeroshot.ipynb #25325f6e
@@ -264,6 +310,10 @@ def real_suite(chexpert_dir, rsna_dir, master_csv=None, alta_repo=None, convirt_
     else:
         q, c, texts = shipped_set('chexpert_8x200_query'), shipped_set('chexpert_8x200_candidate'), dict(CHEXPERT8_TEXT_QUERIES)
     rs = off['rsna_alta_test'] if alta_repo else shipped_set('rsna_gloria_test')
+    print('chexpert_5x200:', 'official (ALTA chexpert_5x200.csv)' if alta_repo else 'rebuilt (our GLoRIA-rule list; give alta_repo for the official)')
+    print('chexpert_8x200:', 'official (ConVIRT lists and text queries)' if convirt_repo else 'rebuilt (our lists and CHEXPERT8_TEXT_QUERIES; give convirt_repo for the official)')
+    print('rsna_test:', 'official (ALTA test_list.txt)' if alta_repo else 'rebuilt (our GLoRIA split; give alta_repo for the official)')
+    print('img2txt:', 'on (Report Impression of master_csv)' if master_csv else 'skipped: the 5x200 reports are credentialed, give master_csv (CheXpert master CSV)')
     for es in (s5, q, c): es.root = Path(chexpert_dir)
     rs.root = Path(rsna_dir)
     if master_csv:

@@ -14,7 +14,8 @@ from .core import data_dir, atomic_write, save_metrics
 # %% auto #0
 __all__ = ['DICOM_SUFFIXES', 'MEAN', 'STD', 'CACHE_VERSION', 'read_dicom', 'read_image', 'pydicom_testfile',
            'without_dicom_decoders', 'resize_size', 'preprocess_u8', 'sample_aug', 'apply_aug', 'normalize_np',
-           'normalize', 'to_tensor_u8', 'image_transform', 'ImageCache', 'epoch_throughput', 'measure_cache_speedup']
+           'normalize', 'to_tensor_u8', 'frontal_small', 'image_transform', 'ImageCache', 'epoch_throughput',
+           'measure_cache_speedup']
 
 # %% ../nbs/03_images.ipynb #f8fcbffd
 DICOM_SUFFIXES = ('.dcm', '.dicom', '.dic')
@@ -26,6 +27,15 @@ def _is_dicom(path: Path) -> bool:
     except OSError: return False
     return head[128:132] == b'DICM'
 
+def _png_sbit(path: Path) -> int | None:
+    "The significant bits a greyscale PNG states in its `sBIT` chunk (Pillow does not read it), or None."
+    with open(path, 'rb') as f:
+        if f.read(8) != b'\x89PNG\r\n\x1a\n': return None
+        while len(head := f.read(8)) == 8 and head[4:] not in (b'IDAT', b'IEND'):
+            data = f.read(int.from_bytes(head[:4], 'big')); f.read(4)
+            if head[4:] == b'sBIT' and data: return data[0]
+    return None
+
 def _open_pil(path: Path, draft_size: int | None = None) -> Image.Image:
     "Open and fully decode an image with Pillow (JPEG `draft` mode decodes at a reduced scale when allowed)."
     if not path.exists(): raise FileNotFoundError(f"{path}: image file does not exist")
@@ -35,15 +45,8 @@ def _open_pil(path: Path, draft_size: int | None = None) -> Image.Image:
         img.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"{path}: corrupt or truncated image ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    if img.format == 'PNG' and img.mode.startswith('I'): img.info['sbit'] = _png_sbit(path)
     return img
-
-def _pil_to_float(img: Image.Image) -> np.ndarray:
-    if img.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
-        a = np.asarray(img, dtype=np.float32)
-        return a / (65535.0 if a.max() > 255 or img.mode.startswith('I;16') else 255.0)
-    if img.mode == 'F': return np.clip(np.asarray(img, dtype=np.float32), 0, 1)
-    if img.mode != 'L': img = img.convert('L')
-    return np.asarray(img, dtype=np.float32) / 255.0
 
 # %% ../nbs/03_images.ipynb #bd9a7d62
 _DECODERS = {'1.2.840.10008.1.2.4.90': 'pylibjpeg pylibjpeg-openjpeg', '1.2.840.10008.1.2.4.91': 'pylibjpeg pylibjpeg-openjpeg',
@@ -102,12 +105,35 @@ def read_dicom(path) -> np.ndarray:
     if not path.exists(): raise FileNotFoundError(f"{path}: DICOM file does not exist")
     return _dicom_unit(*_dicom_pixels(path))
 
+# %% ../nbs/03_images.ipynb #20cafc9b
+def _pil_to_float(img: Image.Image) -> np.ndarray:
+    "A Pillow image as float32 [0,1]; 16-bit images by their stated depth (PNG `sBIT`), else by the rule below, with a warning."
+    if img.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
+        a = np.asarray(img, dtype=np.float32)
+        bits = img.info.get('sbit')
+        if not bits:     # rule: the smallest of 8/10/12/14/16 bits that holds the maximum (16-bit stays 16)
+            bits = next(b for b in (8, 10, 12, 14, 16, 32) if a.max() <= 2 ** b - 1)
+            if bits < 16:
+                warnings.warn(f"16-bit image without a stated bit depth (a PNG sBIT chunk): read as {bits}-bit (the smallest of 8/10/12/14/16 bits holding "
+                              f"its maximum); write an sBIT chunk to state the depth", stacklevel=3)
+        return np.clip(a / (2.0 ** min(bits, 16) - 1), 0, 1)
+    if img.mode == 'F': return np.clip(np.asarray(img, dtype=np.float32), 0, 1)
+    if img.mode != 'L': img = img.convert('L')
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+def _decode(path: Path, draft_size: int | None = None):
+    "A Pillow image, or a DICOM's float [0,1] array: DICOM by suffix or preamble, else by content when Pillow cannot read it."
+    if _is_dicom(path): return read_dicom(path)
+    try: return _open_pil(path, draft_size)
+    except ValueError as e:
+        try: return read_dicom(path)           # an old DICOM: no suffix, no preamble (pydicom force=True)
+        except Exception as d: raise ValueError(f"{e}; not DICOM either ({str(d).split(': ', 1)[-1]}); re-export or replace the file") from None
+
 # %% ../nbs/03_images.ipynb #3fb4df5b
 def read_image(path) -> np.ndarray:
-    "Any radiograph (JPG/PNG/DICOM) as float32 H×W in [0,1], bone bright."
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{path}: image file does not exist")
-    return read_dicom(path) if _is_dicom(path) else _pil_to_float(_open_pil(path))
+    "Any radiograph (JPG/PNG/DICOM, a DICOM also without suffix or preamble) as float32 H×W in [0,1], bone bright."
+    x = _decode(Path(path))
+    return x if isinstance(x, np.ndarray) else _pil_to_float(x)
 
 # %% ../nbs/03_images.ipynb #ed09a900
 def pydicom_testfile(name: str):
@@ -140,10 +166,9 @@ def resize_size(crop: int) -> int:
 def preprocess_u8(path, crop: int) -> np.ndarray:
     "Read `path`, resize its shorter side to `resize_size(crop)` (bicubic, aspect kept), centre-crop to crop×crop, as uint8."
     path = Path(path); rs = resize_size(crop)
-    if _is_dicom(path): img = Image.fromarray(read_dicom(path), mode='F')
-    else:
-        img = _open_pil(path, draft_size=rs)
-        if img.mode not in ('L', 'F'): img = Image.fromarray(_pil_to_float(img), mode='F')
+    img = _decode(path, draft_size=rs)
+    if isinstance(img, np.ndarray): img = Image.fromarray(img, mode='F')
+    elif img.mode not in ('L', 'F'): img = Image.fromarray(_pil_to_float(img), mode='F')
     w, h = img.size
     s = rs / min(w, h)
     nw, nh = max(rs, int(round(w * s))), max(rs, int(round(h * s)))
@@ -189,6 +214,12 @@ def to_tensor_u8(a: np.ndarray) -> torch.Tensor:
     "uint8 (H,W) → float (1,H,W) in [0,1]."
     if not a.flags.writeable or not a.flags.c_contiguous: a = np.array(a)
     return torch.from_numpy(a).float().div_(255).unsqueeze(0)
+
+# %% ../nbs/03_images.ipynb #43db746b
+def frontal_small(hi: np.ndarray, size: int, clip: bool = True) -> np.ndarray:
+    "The uint8 high-res frontal resized to size² (bicubic) and normalised to (3,S,S); `clip=False` keeps bicubic overshoot (official)."
+    small = np.asarray(Image.fromarray(hi.astype(np.float32) / 255, mode='F').resize((size, size), Image.BICUBIC))
+    return normalize_np(np.clip(small, 0, 1) if clip else small)
 
 # %% ../nbs/03_images.ipynb #181087b5
 def _to_u8_crop(img, crop: int) -> np.ndarray:

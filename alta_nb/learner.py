@@ -17,10 +17,10 @@ from .losses import global_contrastive_loss
 from .weights import unwrap
 
 # %% auto #0
-__all__ = ['EVENTS', 'ToyStudies', 'ToyStudyModel', 'micro_batch_size', 'StudyBatchSampler', 'pad_text', 'epoch_loader',
-           'to_device', 'loader_tokenizer', 'param_groups', 'Callback', 'adamw', 'Learner', 'fit', 'one_step',
-           'one_batch', 'lr_factor', 'ScheduleCB', 'ClipCB', 'NaNStopCB', 'write_history', 'HistoryCB', 'ProgressCB',
-           'EvalCB', 'LambdaCB']
+__all__ = ['DECAY_RULES', 'EVENTS', 'ToyStudies', 'ToyStudyModel', 'micro_batch_size', 'StudyBatchSampler', 'pad_text',
+           'epoch_loader', 'to_device', 'loader_tokenizer', 'param_groups', 'Callback', 'adamw', 'Learner', 'fit',
+           'one_step', 'one_batch', 'lr_factor', 'ScheduleCB', 'ClipCB', 'NaNStopCB', 'write_history', 'HistoryCB',
+           'ProgressCB', 'EvalCB', 'LambdaCB']
 
 # %% ../nbs/10_learner.ipynb #236d0b70
 class ToyStudies(Dataset):
@@ -138,16 +138,18 @@ def loader_tokenizer(dl: DataLoader, cfg: Config):
     return tok
 
 # %% ../nbs/10_learner.ipynb #d98ad3f5
-_NO_DECAY_NAMES = ('pos_embed', 'cls_token', 'mask_token', 'view_embed', 'time_embed', 'logit_scale', 'embeddings.', 'tok_embed')
+_NO_DECAY_NAMES = ('pos_embed', 'cls_token', 'mask_token', 'view_embed', 'temporal_embed', 'logit_scale', 'embeddings.', 'tok_embed')
+DECAY_RULES = ('kit', 'official')
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    "Trainable parameters in two AdamW groups: with `weight_decay`, and without (biases, norms, embeddings, tokens)."
+def param_groups(model: nn.Module, weight_decay: float, rule: str = 'kit') -> list[dict]:
+    "Trainable parameters in two AdamW groups, with `weight_decay` and without: `rule='official'` exempts only tensors of ≤ 1 dim."
+    if rule not in DECAY_RULES: raise ValueError(f"decay_rule={rule!r}: expected one of {DECAY_RULES}")
     emb = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Embedding, nn.LayerNorm)) and m.weight is not None}
     decay, no_decay, seen = [], [], set()
     for name, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen: continue
         seen.add(id(p))
-        skip = p.ndim <= 1 or id(p) in emb or any(k in name for k in _NO_DECAY_NAMES)
+        skip = p.ndim <= 1 or (rule == 'kit' and (id(p) in emb or any(k in name for k in _NO_DECAY_NAMES)))
         (no_decay if skip else decay).append(p)
     return [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
 
@@ -161,8 +163,8 @@ EVENTS = ('before_fit', 'before_train', 'before_step', 'after_loss', 'after_back
 
 # %% ../nbs/10_learner.ipynb #fac65a6e
 def adamw(model: nn.Module, cfg: Config, device: torch.device) -> torch.optim.Optimizer:
-    "The official optimizer: AdamW (0.9, 0.95) over `param_groups` (fused kernels on CUDA)."
-    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95), fused=device.type == 'cuda')
+    "The official optimizer: AdamW (0.9, 0.95) over `param_groups` with `cfg.decay_rule` (fused kernels on CUDA)."
+    return torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.decay_rule), lr=cfg.lr, betas=(0.9, 0.95), fused=device.type == 'cuda')
 
 class Learner:
     "Model + loader + config + callbacks; `fit` runs optimizer steps and fires an event at each stage."
@@ -172,6 +174,7 @@ class Learner:
         self.device, self.rank, self.local, self.world = get_device(cfg.device), 0, 0, 1
         self.net, self.n_micro, self.scaler, self.micro = model, 1, None, 0
         self.autocast = self.no_sync = contextlib.nullcontext
+        self.opt_step = lambda: self.opt.step()            # a loss scaler replaces it (11_scaling)
         self.step = self.epoch = self.start = 0
         self.history, self.evals, self.resumed, self.last_ckpt = [], [], False, None
     def __call__(self, event: str):
@@ -212,7 +215,7 @@ def one_step(self: Learner):
     "`n_micro` forward/backward passes, the update, then the step and epoch counters."
     self('before_step')
     for self.micro in range(self.n_micro): self.one_batch()
-    self('before_update'); self.opt.step(); self.opt.zero_grad(set_to_none=True)
+    self('before_update'); self.opt_step(); self.opt.zero_grad(set_to_none=True)
     self.step += 1; self.start += 1
     self('after_update')
     self.epoch_done = self.start >= self.steps_per_epoch
@@ -230,19 +233,22 @@ def one_batch(self: Learner):
 Learner.fit, Learner.one_step, Learner.one_batch = fit, one_step, one_batch
 
 # %% ../nbs/10_learner.ipynb #2a5a55c2
-def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
-    "Multiplier of the base lr at optimizer step `step`: linear warm-up, then half cosine to 0 at `total_steps`."
-    if step < warmup_steps: return (step + 1) / warmup_steps
+def lr_factor(step: int, warmup_steps: float, total_steps: int, from_zero: bool = False) -> float:
+    "Multiplier of the base lr at optimizer step `step`: linear warm-up (from 0 if `from_zero`), then half cosine to 0 at `total_steps`."
+    if step < warmup_steps: return (step + (0 if from_zero else 1)) / warmup_steps
     t = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return 0.5 * (1 + math.cos(math.pi * t))
 
 class ScheduleCB(Callback):
     "Warm-up + half cosine: the learning rate of every optimizer step, a function of the step alone."
     def before_train(self, learn):
-        spe = learn.steps_per_epoch
-        self.total, self.warmup = (learn.cfg.schedule_epochs or learn.cfg.epochs) * spe, max(1, round(learn.cfg.warmup_epochs * spe))
+        spe, c = learn.steps_per_epoch, learn.cfg
+        if c.schedule_rule not in ('kit', 'official'): raise ValueError(f"schedule_rule={c.schedule_rule!r}: expected 'kit' or 'official'")
+        self.official = c.schedule_rule == 'official'       # `util/lr_sched.py`: lr·(fractional epoch)/warmup_epochs, 0 at step 0
+        self.total = (c.schedule_epochs or c.epochs) * spe
+        self.warmup = c.warmup_epochs * spe if self.official else max(1, round(c.warmup_epochs * spe))
     def before_step(self, learn):
-        lr = learn.cfg.lr * lr_factor(learn.step, self.warmup, self.total)
+        lr = learn.cfg.lr * lr_factor(learn.step, self.warmup, self.total, from_zero=self.official)
         for g in learn.opt.param_groups: g['lr'] = lr
 
 # %% ../nbs/10_learner.ipynb #fc05331b

@@ -17,23 +17,26 @@ from .core import Config, get_config
 from .weights import read_state_dict, mrm_key_map, OFFICIAL_EXTRAS
 
 # %% auto #0
-__all__ = ['DEFAULT_SPECIAL_IDS', 'sincos_1d', 'sincos_pos_embed_2d', 'check_image_size', 'mae_init_', 'build_vit',
-           'embed_patches', 'prepend_cls', 'run_blocks', 'random_masking', 'target_patch_size', 'patchify',
+__all__ = ['POS_EMBED_RULES', 'DEFAULT_SPECIAL_IDS', 'sincos_1d', 'sincos_pos_embed_2d', 'check_image_size', 'mae_init_',
+           'build_vit', 'embed_patches', 'prepend_cls', 'run_blocks', 'random_masking', 'target_patch_size', 'patchify',
            'unpatchify', 'MAEDecoder', 'build_decoder', 'mae_loss', 'mask_report_tokens', 'condition_embeddings',
            'special_token_ids', 'make_bert_config', 'MRM', 'official_mrm_state_dict', 'load_mrm_weights']
 
 # %% ../nbs/05_mrm.ipynb #0bb8696c
-def sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
-    "(len(positions), dim) sin/cos features of `positions`; `dim` must be even."
-    freqs = 1.0 / 10000 ** (np.arange(dim // 2, dtype=np.float64) / (dim / 2))
+POS_EMBED_RULES = {'mae': 0.5, 'official': 2.0}     # frequency i is 10000^(-i / (dim · factor))
+
+def sincos_1d(dim: int, positions: np.ndarray, rule: str = 'mae') -> np.ndarray:
+    "(len(positions), dim) sin/cos features of `positions`; `dim` must be even; `rule` picks MAE's or ALTA/MRM's frequencies."
+    if rule not in POS_EMBED_RULES: raise ValueError(f"pos_embed_rule={rule!r}: expected one of {list(POS_EMBED_RULES)}")
+    freqs = 1.0 / 10000 ** (np.arange(dim // 2, dtype=np.float64) / (dim * POS_EMBED_RULES[rule]))
     angles = np.outer(positions.reshape(-1), freqs)
     return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
 
-def sincos_pos_embed_2d(dim: int, grid_size: int, cls_token: bool = True) -> torch.Tensor:
+def sincos_pos_embed_2d(dim: int, grid_size: int, cls_token: bool = True, rule: str = 'mae') -> torch.Tensor:
     "(1, [1+] grid², dim) fixed positions: first half of channels = column (x), second half = row (y)."
     if dim % 4: raise ValueError(f"sin-cos positions need a width divisible by 4, got {dim}")
     ys, xs = np.meshgrid(np.arange(grid_size), np.arange(grid_size), indexing='ij')
-    emb = np.concatenate([sincos_1d(dim // 2, xs), sincos_1d(dim // 2, ys)], axis=1)
+    emb = np.concatenate([sincos_1d(dim // 2, xs, rule), sincos_1d(dim // 2, ys, rule)], axis=1)
     if cls_token: emb = np.concatenate([np.zeros((1, dim)), emb], axis=0)
     return torch.from_numpy(emb).float().unsqueeze(0)
 
@@ -65,7 +68,7 @@ def build_vit(cfg: Config) -> VisionTransformer:
     nn.init.xavier_uniform_(w.view(w.shape[0], -1))        # the patch projection is a linear map of a patch
     nn.init.normal_(vit.cls_token, std=0.02)
     grid = cfg.image_size // cfg.patch_size
-    vit.pos_embed = nn.Parameter(sincos_pos_embed_2d(cfg.vit_dim, grid).to(w.device), requires_grad=False)
+    vit.pos_embed = nn.Parameter(sincos_pos_embed_2d(cfg.vit_dim, grid, rule=cfg.pos_embed_rule).to(w.device), requires_grad=False)
     return vit
 
 # %% ../nbs/05_mrm.ipynb #5ed41318
@@ -126,13 +129,13 @@ def unpatchify(patches: torch.Tensor, p: int, channels: int = 3) -> torch.Tensor
 class MAEDecoder(nn.Module):
     "MAE/MRM decoder: visible tokens + mask tokens → pixels of every (high-resolution) patch."
     def __init__(self, num_patches: int, enc_dim: int, dim: int, depth: int, heads: int, out_patch: int,
-                 mlp_ratio: float = 4.0, channels: int = 3):
+                 mlp_ratio: float = 4.0, channels: int = 3, pos_rule: str = 'mae'):
         super().__init__()
         self.out_patch, self.channels = out_patch, channels
         self.embed = nn.Linear(enc_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         grid = int(round(num_patches ** 0.5))
-        self.pos_embed = nn.Parameter(sincos_pos_embed_2d(dim, grid), requires_grad=False)
+        self.pos_embed = nn.Parameter(sincos_pos_embed_2d(dim, grid, rule=pos_rule), requires_grad=False)
         self.blocks = nn.Sequential(*[Block(dim, heads, mlp_ratio, qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6))
                                       for _ in range(depth)])
         self.norm = nn.LayerNorm(dim, eps=1e-6)
@@ -152,7 +155,7 @@ class MAEDecoder(nn.Module):
 def build_decoder(cfg: Config) -> MAEDecoder:
     "The MAE decoder of this config, predicting `target_patch_size(cfg)`² pixel blocks."
     return MAEDecoder((cfg.image_size // cfg.patch_size) ** 2, cfg.vit_dim, cfg.decoder_dim, cfg.decoder_depth,
-                      cfg.decoder_heads, target_patch_size(cfg), cfg.mlp_ratio)
+                      cfg.decoder_heads, target_patch_size(cfg), cfg.mlp_ratio, pos_rule=cfg.pos_embed_rule)
 
 # %% ../nbs/05_mrm.ipynb #55479992
 def mae_loss(target_images: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor, p: int, norm_pix: bool = True) -> torch.Tensor:

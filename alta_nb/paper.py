@@ -10,7 +10,7 @@ import pandas as pd
 from .core import Config, get_config, atomic_write
 
 # %% auto #0
-__all__ = ['compute_estimate', 'paper_dry_run', 'torchrun_command', 'format_plan', 'main_paper']
+__all__ = ['MEASURED_STEP', 'compute_estimate', 'paper_dry_run', 'torchrun_command', 'format_plan', 'main_paper']
 
 # %% ../nbs/19_paper.ipynb #387193cf
 def _check(rows: list, what: str, path, fn=None):
@@ -27,8 +27,11 @@ def _check(rows: list, what: str, path, fn=None):
         return None
 
 # %% ../nbs/19_paper.ipynb #a7dc997e
+MEASURED_STEP = dict(device='1x H200', precision='bf16 autocast', per_gpu_batch=96, studies_per_s=638, mfu=0.145,
+                     source='bench/train_step.py --profile paper --device cuda (README, "The paper profile on a GPU cluster")')
+
 def compute_estimate(cfg: Config, n_train: int, epochs: int, kind: str = 'alta', gpus: int = 4,
-                     peak_tflops: float = 989.0, mfu: float = 0.35) -> dict:
+                     peak_tflops: float = 989.0, mfu: float = MEASURED_STEP['mfu']) -> dict:
     "Training FLOPs and GPU-hours of `epochs` over `n_train` samples for model `kind` at `cfg`'s size."
     from alta_nb.compute import step_flops
     f = step_flops(cfg, kind, batch_size=2, device='meta')
@@ -60,21 +63,20 @@ def _data_checks(rows: list, cfg: Config, mimic_root: Path, chexpert_root, rsna_
     return table
 
 # %% ../nbs/19_paper.ipynb #2437c6db
-def _weight_checks(rows: list, mrm_checkpoint: str = '', cxrbert_path: str = ''):
-    "Check the optional MRM checkpoint and CXR-BERT folder into `rows`, or note what happens without them."
-    if mrm_checkpoint:
-        from alta_nb.weights import read_state_dict
-        _check(rows, 'MRM checkpoint (MRM.pth)', mrm_checkpoint, lambda: f'{len(read_state_dict(mrm_checkpoint))} tensors')
-    else:
-        rows.append(dict(check='MRM checkpoint (MRM.pth)', path='', ok=True,
-                         note='not given: MRM is pretrained first (200 epochs); put MRM.pth anywhere and pass mrm_checkpoint=PATH to skip it'))
-    if cxrbert_path:
-        _check(rows, 'CXR-BERT folder (config.json, vocab.txt, weights)', cxrbert_path,
-               lambda: ', '.join(sorted(p.name for p in Path(cxrbert_path).iterdir() if p.suffix in ('.json', '.txt', '.bin', '.safetensors'))))
-    else:
-        rows.append(dict(check='CXR-BERT folder', path='', ok=True,
-                         note='not given: the text tower starts from random init with a WordPiece tokenizer trained on the reports; '
-                              'put BiomedVLP-CXR-BERT-specialized in a folder and pass cxrbert_path=PATH for the paper set-up'))
+def _weight_checks(rows: list, cfg: Config):
+    "The launcher's own prerequisites (`train.launch_problems`), one row each: MRM weights and the text tower."
+    from alta_nb.train import launch_problems
+    from alta_nb.weights import read_state_dict
+    probs = launch_problems(cfg, 'alta')
+    m, b = cfg.mrm_checkpoint, cfg.cxrbert_path
+    if 'mrm_checkpoint' in probs: rows.append(dict(check='MRM checkpoint (MRM.pth)', path=m, ok=False, note=probs['mrm_checkpoint']))
+    else: _check(rows, 'MRM checkpoint (MRM.pth)', m, lambda: f'{len(read_state_dict(m))} tensors')
+    if 'cxrbert_path' in probs: rows.append(dict(check='CXR-BERT folder', path=b, ok=False, note=probs['cxrbert_path']))
+    elif b: _check(rows, 'CXR-BERT folder (config.json, vocab.txt, weights)', b,
+                   lambda: ', '.join(sorted(p.name for p in Path(b).iterdir() if p.suffix in ('.json', '.txt', '.bin', '.safetensors'))))
+    else: rows.append(dict(check='CXR-BERT folder', path='', ok=True, note='not given: ' + (
+        'the text tower is trained (train_text=true)' if cfg.train_text else 'allow_random_text=true: aligning against a random frozen BERT')))
+
 
 # %% ../nbs/19_paper.ipynb #faa3e6d4
 def _plan(cfg: Config, n_train: int, gpus: int) -> dict:
@@ -87,12 +89,14 @@ def _plan(cfg: Config, n_train: int, gpus: int) -> dict:
                 cosine_over_epochs=sched, image_size=cfg.image_size, hires_size=cfg.hires_size)
 
 def paper_dry_run(cfg: Config, mimic_root, chexpert_root, rsna_root, mrm_checkpoint: str = '', cxrbert_path: str = '',
-                  out_dir=None, gpus: int = 4, mfu: float = 0.35, peak_tflops: float = 989.0, estimate: bool = True) -> dict:
+                  out_dir=None, gpus: int = 4, mfu: float = MEASURED_STEP['mfu'], peak_tflops: float = 989.0, estimate: bool = True) -> dict:
     "Check every input of a paper-profile run and return `{checks, plan, compute, ok}`; nothing is trained."
     rows = []
     mimic_root, out_dir = Path(mimic_root), Path(out_dir or mimic_root)
+    cfg = cfg.replace(**{k: v for k, v in (('mrm_checkpoint', mrm_checkpoint), ('cxrbert_path', cxrbert_path)) if v})
+    mrm_checkpoint = cfg.mrm_checkpoint
     table = _data_checks(rows, cfg, mimic_root, chexpert_root, rsna_root, out_dir)
-    _weight_checks(rows, mrm_checkpoint, cxrbert_path)
+    _weight_checks(rows, cfg)
     checks = pd.DataFrame(rows)
     n_train = int((table.split == 'train').sum()) if isinstance(table, pd.DataFrame) else 0
     plan = _plan(cfg, n_train, gpus)
@@ -107,26 +111,29 @@ def paper_dry_run(cfg: Config, mimic_root, chexpert_root, rsna_root, mrm_checkpo
 
 # %% ../nbs/19_paper.ipynb #1b5cb295
 def torchrun_command(mimic_root, gpus: int = 4, mrm_checkpoint: str = '', cxrbert_path: str = '', nnodes: int = 1,
-                     run_dir: str = '_runs/paper/alta') -> str:
-    "The command line that trains the paper profile on `gpus` GPUs per node (the engine's CLI, `11_scaling`)."
+                     run_dir: str = '_runs/paper/alta', overrides: dict | None = None) -> str:
+    "The command line that trains the paper profile on `gpus` GPUs per node (the engine's CLI, `11_scaling`), with the dry run's overrides."
     where = ' --standalone' if nnodes == 1 else f' --nnodes={nnodes} --rdzv_backend=c10d --rdzv_endpoint=$MASTER_ADDR:29500 --rdzv_id=alta'
-    extra = ''.join(f' {k}={v}' for k, v in (('mrm_checkpoint', mrm_checkpoint), ('cxrbert_path', cxrbert_path)) if v)
+    kv = dict(overrides or {}, **{k: v for k, v in (('mrm_checkpoint', mrm_checkpoint), ('cxrbert_path', cxrbert_path)) if v})
+    extra = ''.join(f' {k}={v}' for k, v in kv.items() if k != 'data_root')
     return (f'torchrun{where} --nproc_per_node={gpus} -m alta_nb.train --profile paper --kind alta --run-dir {run_dir} '
             f'data_root={mimic_root}{extra}')
 
-def format_plan(res: dict, mimic_root='MIMIC', gpus: int = 4, mrm_checkpoint: str = '', cxrbert_path: str = '') -> str:
+def format_plan(res: dict, mimic_root='MIMIC', gpus: int = 4, mrm_checkpoint: str = '', cxrbert_path: str = '',
+                overrides: dict | None = None) -> str:
     "The dry run as text: checks, plan, compute and the launch command."
     lines = ['Checks:']
     for r in res['checks'].itertuples():
         lines.append(f"  [{'ok' if r.ok else 'FAIL'}] {r.check}: {r.path}" + (f" — {r.note}" if r.note else ''))
     lines += ['Plan:'] + [f'  {k} = {v}' for k, v in res['plan'].items()]
     if len(res['compute']):
-        lines.append('Compute (FlopCounterMode on the meta device; GPU-hours at the assumed MFU):')
+        lines.append(f"Compute (FlopCounterMode on the meta device; GPU-hours at the MFU measured for {MEASURED_STEP['device']}, {MEASURED_STEP['precision']}, "
+                     f"{MEASURED_STEP['per_gpu_batch']}/GPU unless --mfu):")
         for r in res['compute'].itertuples():
             lines.append(f'  {r.kind}: {r.flops_per_sample / 1e9:.1f} GFLOP/sample x {r.samples} x {r.epochs} epochs = '
                          f'{r.total_pflop:.0f} PFLOP ≈ {r.gpu_hours:.1f} GPU-h at {r.assumed_mfu:.0%} of {r.peak_tflops:.0f} TFLOP/s')
     lines += ['Launch:' if res['ok'] else 'Fix the failed checks, then launch:',
-              '  ' + torchrun_command(mimic_root, gpus, mrm_checkpoint, cxrbert_path)]
+              '  ' + torchrun_command(mimic_root, gpus, mrm_checkpoint, cxrbert_path, overrides=overrides)]
     return '\n'.join(lines)
 
 # %% ../nbs/19_paper.ipynb #094f6e87
@@ -137,12 +144,13 @@ def main_paper(argv=None) -> int:
     ap.add_argument('--dry-run', action='store_true', required=True, help='check and plan only (training is launched with torchrun)')
     ap.add_argument('--mimic-root', required=True); ap.add_argument('--chexpert-root', required=True); ap.add_argument('--rsna-root', required=True)
     ap.add_argument('--mrm-checkpoint', default=''); ap.add_argument('--cxrbert-path', default='')
-    ap.add_argument('--gpus', type=int, default=4); ap.add_argument('--mfu', type=float, default=0.35)
+    ap.add_argument('--gpus', type=int, default=4); ap.add_argument('--mfu', type=float, default=MEASURED_STEP['mfu'], help='model-FLOPs utilisation (default: the measured H200 step)')
     ap.add_argument('--out-dir', default=None, help='where the ALTA table is written (default: the MIMIC root)')
     ap.add_argument('--set', nargs='*', default=[], help='config overrides name=value')
     a = ap.parse_args(argv)
     from alta_nb.core import parse_overrides
-    cfg = get_config('paper', **parse_overrides(a.set))
-    res = paper_dry_run(cfg, a.mimic_root, a.chexpert_root, a.rsna_root, a.mrm_checkpoint, a.cxrbert_path, a.out_dir, a.gpus, a.mfu)
-    print(format_plan(res, a.mimic_root, a.gpus, a.mrm_checkpoint, a.cxrbert_path))
+    over = parse_overrides(a.set)
+    res = paper_dry_run(get_config('paper', **over), a.mimic_root, a.chexpert_root, a.rsna_root, a.mrm_checkpoint, a.cxrbert_path,
+                        a.out_dir, a.gpus, a.mfu)
+    print(format_plan(res, a.mimic_root, a.gpus, a.mrm_checkpoint, a.cxrbert_path, over))
     return 0 if res['ok'] else 1

@@ -9,8 +9,9 @@ from pathlib import Path
 from .core import repo_root, runs_dir, atomic_write, get_config, PROFILES
 
 # %% auto #0
-__all__ = ['KERNEL', 'find_notebooks', 'ensure_kernel', 'NotebookFailed', 'run_notebook', 'write_report', 'collect_figures',
-           'reproduce', 'compare_goldens', 'load_goldens', 'update_goldens', 'main']
+__all__ = ['KERNEL', 'EVENTS', 'EVENTS_CI_END', 'find_notebooks', 'ensure_kernel', 'NotebookFailed', 'run_notebook',
+           'write_report', 'collect_figures', 'reproduce', 'compare_goldens', 'load_goldens', 'update_goldens',
+           'granularity', 'golden_spec', 'main']
 
 # %% ../nbs/99_reproduce.ipynb #4d814933
 _NB_RE = re.compile(r'^(\d\d)_.+\.ipynb$')
@@ -158,23 +159,30 @@ def _lookup(metrics: dict, stem: str, ref: str):
     s, _, k = ref.rpartition('.') if '.' in ref else (stem, '.', ref)
     return metrics.get(s, {}).get(k)
 
+def _ordinal(name, got, want, run, stem):
+    for op, ok in (('gt', lambda a, b: a > b), ('ge', lambda a, b: a >= b), ('lt', lambda a, b: a < b), ('le', lambda a, b: a <= b)):
+        if op not in want: continue
+        ref = want[op]
+        other = ref if isinstance(ref, (int, float)) else _lookup(run or {}, stem, ref)
+        if other is None: return f'{name}: ordinal check needs {ref!r}, which the run lacks'
+        if not ok(got, other): return f'{name}: {got!r} not {op} {ref} = {other!r}'
+
 def _check(name, got, want, rel=1e-4, abs_=1e-8, run=None, stem=None):
     if isinstance(want, dict):
-        if 'value' in want: return _check(name, got, want['value'], want.get('rel', rel), want.get('abs', abs_))
-        for op, ok in (('gt', lambda a, b: a > b), ('ge', lambda a, b: a >= b)):
-            if op in want:
-                other = _lookup(run or {}, stem, want[op])
-                if other is None: return f'{name}: ordinal check needs {want[op]!r}, which the run lacks'
-                return None if ok(got, other) else f'{name}: {got!r} not {op} {want[op]} = {other!r}'
-        if not isinstance(got, (int, float)) or isinstance(got, bool): return f'{name}: expected a number in range, got {got!r}'
-        lo, hi = want.get('min', -math.inf), want.get('max', math.inf)
-        return None if lo <= got <= hi else f'{name}: {got!r} outside [{lo}, {hi}]'
+        errs = [_check(name, got, want['value'], want.get('rel', rel), want.get('abs', abs_)) if 'value' in want else None,
+                _ordinal(name, got, want, run, stem)]
+        if 'min' in want or 'max' in want:
+            if not isinstance(got, (int, float)) or isinstance(got, bool): errs.append(f'{name}: expected a number in range, got {got!r}')
+            elif not want.get('min', -math.inf) <= got <= want.get('max', math.inf): errs.append(f"{name}: {got!r} outside [{want.get('min', -math.inf)}, {want.get('max', math.inf)}]")
+        return next((e for e in errs if e), None)
     if isinstance(want, float) or isinstance(got, float):
         if not isinstance(got, (int, float)) or isinstance(got, bool): return f'{name}: golden {want!r}, got {got!r}'
         if math.isnan(want) and math.isnan(got): return None
-        return None if abs(got - want) <= max(abs_, rel * abs(want)) else f'{name}: golden {want!r}, got {got!r} (rel tol {rel})'
+        tol = max(abs_, rel * abs(want))
+        return None if abs(got - want) <= tol else f'{name}: golden {want!r}, got {got!r} (off by {abs(got - want):.3g}, tolerance {tol:.3g})'
     return None if got == want else f'{name}: golden {want!r}, got {got!r}'
 
+# %% ../nbs/99_reproduce.ipynb #9b8e2842
 def compare_goldens(metrics: dict, goldens: dict) -> list[str]:
     "Readable differences between a run's `{stem: metrics}` and `{stem: golden}`; empty when they agree."
     diffs = []
@@ -196,7 +204,7 @@ def load_goldens(gold_dir) -> dict:
     return {p.stem: json.loads(p.read_text()) for p in sorted(Path(gold_dir).glob('*.json'))}
 
 def update_goldens(metrics: dict, gold_dir) -> list[str]:
-    "Write `metrics` as goldens into `gold_dir`, keeping specs; return the differences they replace."
+    "Write `metrics` as goldens into `gold_dir` (tolerances from `golden_spec`; ranges and ordinal claims kept); return the old differences."
     gold_dir = Path(gold_dir); gold_dir.mkdir(parents=True, exist_ok=True)
     old = load_goldens(gold_dir)
     diffs = compare_goldens(metrics, old)
@@ -204,12 +212,55 @@ def update_goldens(metrics: dict, gold_dir) -> list[str]:
         if not ms: continue
         prev, new = old.get(stem, {}), {}
         for k, v in sorted(ms.items()):
-            p = prev.get(k)
-            if isinstance(p, dict) and 'value' in p: new[k] = {**p, 'value': v}
-            elif isinstance(p, dict): new[k] = p
-            else: new[k] = v
+            p, spec, claims = prev.get(k), golden_spec(stem, k, v, metrics), ('gt', 'ge', 'lt', 'le')
+            if isinstance(p, dict) and ('min' in p or 'max' in p): new[k] = p         # a range is a claim: kept
+            elif isinstance(p, dict):                                                 # ordinal claims and hand-set tolerances kept
+                kept = [*claims, *(('abs', 'rel') if 'why' not in p else ())]
+                new[k] = {**(spec if isinstance(spec, dict) else {}), **{o: p[o] for o in kept if o in p}, 'value': v}
+            else: new[k] = spec
         with atomic_write(gold_dir/f'{stem}.json') as f: json.dump(new, f, indent=1, sort_keys=True); f.write('\n')
     return diffs
+
+# %% ../nbs/99_reproduce.ipynb #40050a7d
+_TRAINED_STEMS = ('05_mrm', '08_text', '09_alta', '13_stages', '15_eval_retrieval', '16_eval_zeroshot', '18_ablations')
+
+def _sizes(run: dict) -> dict:
+    "Set sizes a run recorded (`14_eval_sets`), with the text-query count of the 8x200 classes."
+    es = run.get('14_eval_sets', {})
+    from alta_nb.retrieval import CHEXPERT8_TEXT_QUERIES
+    n_txt = sum(len(v) for v in CHEXPERT8_TEXT_QUERIES.values()) * es.get('chexpert_8x200_query_classes', 8) // len(CHEXPERT8_TEXT_QUERIES)
+    pos = es.get('rsna_test_positive', 1); n = es.get('rsna_test_n', 2)
+    return dict(img2img=es.get('chexpert_8x200_query_n', 1), txt2img=max(n_txt, 1), img2txt=es.get('chexpert_5x200_n', 1),
+                zs=es.get('chexpert_5x200_n', 1), zs_classes=max(es.get('chexpert_5x200_classes', 1), 1), rsna_n=max(n, 1), rsna_pos=max(pos, 1),
+                rsna_neg=max(n - pos, 1))
+
+def granularity(key: str, run: dict) -> float | None:
+    "How much metric `key` moves when one hit, decision or pair flips; None when it is not a count-based metric."
+    z, k = _sizes(run), re.search(r'p_at_(\d+)', key)
+    if k:
+        task = next((t for t in ('img2img', 'txt2img', 'img2txt') if t in key), None)
+        return 1 / (z[task] * int(k.group(1))) if task else None
+    if 'rsna_auroc' in key: return 1 / (z['rsna_pos'] * z['rsna_neg'])
+    if 'rsna_acc' in key: return 1 / z['rsna_n']
+    if any(f'rsna_{m}' in key for m in ('f1', 'precision', 'recall', 'npv')): return 2 / z['rsna_pos']
+    per = z['zs'] / z['zs_classes']
+    if re.search(r'zeroshot\w*_auroc', key): return 1 / (per * (z['zs'] - per))
+    if re.search(r'zeroshot\w*_acc', key): return 1 / z['zs']
+    return None
+
+# %% ../nbs/99_reproduce.ipynb #13d2e267
+EVENTS, EVENTS_CI_END = 2, 4          # events a golden allows: a point estimate, a bootstrap interval's end
+
+def golden_spec(stem: str, key: str, value, run: dict):
+    "The golden of one metric: a literal where every CPU agrees, else the value with a tolerance from its granularity."
+    if not isinstance(value, float) or math.isnan(value): return value
+    g = granularity(key, run)
+    if g is not None:
+        ends = key.endswith(('_lo', '_hi')) or '_lo_' in key or '_hi_' in key
+        n = EVENTS_CI_END if ends else EVENTS
+        return {'value': value, 'abs': round(n * g * 1.001, 8), 'why': f'{n} events of {g:.4g}'}
+    if stem in _TRAINED_STEMS: return {'value': value, 'rel': 1e-3, 'why': 'trained float'}
+    return value
 
 # %% ../nbs/99_reproduce.ipynb #b11f4635
 def main(argv=None):

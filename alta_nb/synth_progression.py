@@ -65,8 +65,8 @@ def _phrase(f, sev, where, rng):
     if f == 'cardiomegaly': return c(['mild cardiomegaly', 'mildly enlarged heart']) if sev == 1 else c(['moderate cardiomegaly', 'marked enlargement of the cardiac silhouette'])
     if f == 'consolidation':
         loc = 'retrocardiac' if where == 'retrocardiac' else where
-        return f"{c(['patchy', 'focal']) if sev == 1 else c(['dense', 'extensive'])} {'retrocardiac' if loc == 'retrocardiac' else loc} {c(['consolidation', 'opacity', 'airspace opacity'])}" if loc == 'retrocardiac' \
-            else f"{c(['patchy', 'focal']) if sev == 1 else c(['dense', 'extensive'])} {c(['consolidation', 'opacity', 'airspace opacity'])} in the {loc}"
+        return f"{c(['patchy', 'focal']) if sev == 1 else c(['dense', 'extensive'])} {'retrocardiac' if loc == 'retrocardiac' else loc} {c(['consolidation', 'consolidation', 'opacity', 'airspace opacity'])}" if loc == 'retrocardiac' \
+            else f"{c(['patchy', 'focal']) if sev == 1 else c(['dense', 'extensive'])} {c(['consolidation', 'consolidation', 'opacity', 'airspace opacity'])} in the {loc}"
     if f == 'edema': return f"{c(_SEV[sev])} {c(['pulmonary edema', 'interstitial edema', 'pulmonary vascular congestion and edema'])}"
     if f == 'pneumothorax': return f"{c(['small', 'tiny']) if sev == 1 else c(['moderate', 'large'])} {where} {c(['apical pneumothorax', 'pneumothorax'])}"
     if f == 'nodule': return f"{c(['small', '8 mm']) if sev == 1 else c(['1.5 cm', 'large'])} {where} {c(['pulmonary nodule', 'nodular opacity'])}"
@@ -112,8 +112,8 @@ def _sentence(f, sev, where, ch, rng) -> tuple[str, str, bool]:
     return s, ph, uncertain
 
 # %% ../nbs/01_synthcxr.ipynb #29d7c0c9
-def _findings_of(state: dict, prior: dict | None, has_lat: bool, rng) -> tuple[list, list, dict]:
-    "The FINDINGS sentences, IMPRESSION sentences and CheXpert labels of `state` compared with `prior`."
+def _findings_of(state: dict, prior: dict | None, has_lat: bool, rng, name_pneumonia: bool = False) -> tuple[list, list, dict]:
+    "FINDINGS and IMPRESSION sentences and CheXpert labels of `state` vs `prior`; `name_pneumonia`: a consolidation is called pneumonia."
     c = lambda xs: str(rng.choice(xs))
     labels, findings, impression = {}, [], []
     for f in FINDINGS:
@@ -123,15 +123,18 @@ def _findings_of(state: dict, prior: dict | None, has_lat: bool, rng) -> tuple[l
         was_seen = prev and (has_lat or not lateral_only(f, prev, where))
         if seen:
             ch = _change(prev if prior is not None else None, sev)
-            s, ph, uncertain = _sentence(f, sev, where, ch, rng)
+            if f == 'consolidation' and name_pneumonia:
+                ph, uncertain, lab = f"{where} pneumonia", False, 'Pneumonia'
+                s = c([f"{_cap(ph)}.", f"Findings consistent with {ph}."])
+            else:                                  # the labeler reads the word used: an "opacity" is a Lung Opacity
+                s, ph, uncertain = _sentence(f, sev, where, ch, rng)
+                lab = 'Lung Opacity' if f == 'consolidation' and 'opacity' in ph else _LABEL_OF[f]
             findings.append(s)
-            _mark(labels, _LABEL_OF[f], -1 if uncertain else 1)
-            if f == 'consolidation': _mark(labels, 'Lung Opacity', 1)
-            if f == 'consolidation' and rng.random() < 0.5:
+            _mark(labels, lab, -1 if uncertain else 1)
+            if f == 'consolidation' and not name_pneumonia and rng.random() < 0.5:
                 pn = rng.random() < 0.5
                 findings.append("Findings are concerning for pneumonia." if pn else "This could reflect atelectasis, though pneumonia is not excluded.")
                 _mark(labels, 'Pneumonia', -1)
-            if f == 'edema': _mark(labels, 'Lung Opacity', 1)
             if f == 'cardiomegaly' and sev == 2 and rng.random() < 0.5:
                 findings.append("The mediastinal contours are widened."); _mark(labels, 'Enlarged Cardiomediastinum', 1)
             if f != 'devices' and not uncertain and f != 'fracture':
@@ -146,10 +149,10 @@ def _findings_of(state: dict, prior: dict | None, has_lat: bool, rng) -> tuple[l
     return findings, impression, labels
 
 # %% ../nbs/01_synthcxr.ipynb #dbc6e6b9
-def write_report(state: dict, prior: dict | None, views: set, rng, exam='CHEST (PA AND LAT)') -> tuple[str, dict]:
+def write_report(state: dict, prior: dict | None, views: set, rng, exam='CHEST (PA AND LAT)', name_pneumonia: bool = False) -> tuple[str, dict]:
     "A MIMIC-style report of `state` compared with `prior`, and its CheXpert-style labels {label: 1/0/-1}."
     c = lambda xs: str(rng.choice(xs))
-    findings, impression, labels = _findings_of(state, prior, bool(views & {'LATERAL', 'LL'}), rng)
+    findings, impression, labels = _findings_of(state, prior, bool(views & {'LATERAL', 'LL'}), rng, name_pneumonia)
     if rng.random() < 0.3:
         findings.append(c(['The mediastinal contours are normal.', 'Hilar contours are unremarkable.']))
         if 'Enlarged Cardiomediastinum' not in labels: _mark(labels, 'Enlarged Cardiomediastinum', 0)

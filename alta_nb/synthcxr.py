@@ -128,7 +128,7 @@ def write_synthcxr(root, plan: dict, fmt: str = 'jpg', quality: int = 92) -> Pat
     return root
 
 # %% ../nbs/01_synthcxr.ipynb #0daa2082
-GENERATOR_VERSION = 4      # bump when the pictures or reports change, so caches rebuild
+GENERATOR_VERSION = 5      # bump when the pictures or reports change, so caches rebuild
 
 def synthcxr_key(cfg: Config, fmt: str = 'jpg') -> str:
     "The cache folder name of `cfg`'s SynthCXR."
@@ -224,13 +224,14 @@ def write_chexpert_like(root, n_per_class: int, seed: int = 0, size: int = 96, n
     rng = np.random.default_rng([seed, 4242])
     rows = {'train': [], 'valid': []}
     classes = list(_SINGLE)
-    jobs = [('train', c) for c in classes for _ in range(n_per_class)] + [('valid', classes[i % len(classes)]) for i in range(n_valid)]
+    twice = {'Consolidation'}             # often worded "opacity" or hedged by a pneumonia remark: half as many are eligible
+    jobs = [('train', c) for c in classes for _ in range(n_per_class * (2 if c in twice else 1))]
+    jobs += [('valid', classes[i % len(classes)]) for i in range(n_valid)]
     for pid, (split, cls) in enumerate(jobs, 1):
         r = np.random.default_rng([seed, 4242, pid])
         f = _SINGLE[cls]; st = _single_state(r, f)
         view = 'PA' if r.random() < .6 else 'AP'
-        report, labels = write_report(st, None, {view, 'LATERAL'}, r)
-        if cls == 'Pneumonia': labels['Pneumonia'] = 1; report = report.replace('IMPRESSION: \n \n', 'IMPRESSION: \n \n Findings consistent with pneumonia. ')
+        report, labels = write_report(st, None, {view, 'LATERAL'}, r, name_pneumonia=cls == 'Pneumonia')
         impression = report.split('IMPRESSION:')[1].strip()
         anat = _anatomy(r)
         sex, age = str(r.choice(['Male', 'Female'])), int(r.integers(18, 90))

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_scaling.ipynb #b882cef7
 from __future__ import annotations
-import contextlib, json, os, random, shutil, tempfile
+import contextlib, json, math, os, random, shutil, tempfile
 from pathlib import Path
 from typing import Callable
 import numpy as np
@@ -18,18 +18,30 @@ from .learner import (Callback, Learner, epoch_loader, micro_batch_size, to_devi
                              NaNStopCB, HistoryCB, ProgressCB, EvalCB, LambdaCB)
 
 # %% auto #0
-__all__ = ['HEAD_INITS', 'MixedPrecisionCB', 'AccumulateCB', 'CompileCB', 'dist_info', 'init_distributed', 'is_main', 'DDPCB',
-           'list_checkpoints', 'save_checkpoint', 'load_checkpoint', 'CheckpointCB', 'center_image_head',
-           'HeadCentringCB', 'train_result', 'fit', 'main']
+__all__ = ['AMP_DTYPES', 'HEAD_INITS', 'MAX_LOGIT_SCALE', 'MixedPrecisionCB', 'AccumulateCB', 'CompileCB', 'dist_info',
+           'init_distributed', 'is_main', 'DDPCB', 'list_checkpoints', 'save_checkpoint', 'load_checkpoint',
+           'CheckpointCB', 'center_image_head', 'HeadCentringCB', 'ClampScalesCB', 'train_result', 'fit',
+           'launch_problems', 'preflight', 'main']
 
 # %% ../nbs/11_scaling.ipynb #8c711b78
+AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+
 class MixedPrecisionCB(Callback):
-    "bf16 autocast on CUDA (no loss scaling needed); fp32 elsewhere. A disabled grad scaler keeps its checkpoint slot."
+    "Autocast in `cfg.amp_dtype` on `devices` (CUDA): bf16 with a disabled scaler, or fp16 with a real `GradScaler`; fp32 elsewhere."
     order = 31
+    def __init__(self, devices=('cuda',), init_scale: float = 2.0 ** 16): self.devices, self.init_scale = devices, init_scale
     def before_fit(self, learn):
-        if learn.device.type != 'cuda': return
-        learn.autocast = lambda: torch.autocast(device_type='cuda', dtype=torch.bfloat16)
-        learn.scaler = torch.amp.GradScaler('cuda', enabled=False)
+        c, dev = learn.cfg, learn.device.type
+        if c.amp_dtype not in AMP_DTYPES: raise ValueError(f"amp_dtype={c.amp_dtype!r}: expected one of {list(AMP_DTYPES)}")
+        if dev not in self.devices: return
+        dtype, self.fp16 = AMP_DTYPES[c.amp_dtype], c.amp_dtype == 'fp16'
+        learn.autocast = lambda: torch.autocast(device_type=dev, dtype=dtype)
+        learn.scaler = torch.amp.GradScaler(dev, init_scale=self.init_scale, enabled=self.fp16)
+        if self.fp16: learn.opt_step = lambda: (learn.scaler.step(learn.opt), learn.scaler.update())
+    def after_loss(self, learn):
+        if getattr(self, 'fp16', False): learn.loss = learn.scaler.scale(learn.loss)
+    def before_update(self, learn):                 # before ClipCB (order 40): clip the true gradients
+        if getattr(self, 'fp16', False): learn.scaler.unscale_(learn.opt)
 
 class AccumulateCB(Callback):
     "`cfg.accum_steps` micro-batches per optimizer step (each loss divided by it); the global batch must divide."
@@ -179,6 +191,19 @@ class HeadCentringCB(Callback):
         dl = epoch_loader(learn.dl, learn.cfg, 0, 0, learn.rank, learn.world)
         center_image_head(learn.model, dl, learn.device, n_batches=8 * learn.cfg.accum_steps)
 
+# %% ../nbs/11_scaling.ipynb #cdba9cb8
+MAX_LOGIT_SCALE = math.log(100)
+
+class ClampScalesCB(Callback):
+    "After every update clamp each learned log-temperature (`logit_scale*`) to [0, ln 100], as the official loop does."
+    order = 50
+    def before_train(self, learn):
+        self.scales = [p for n, p in learn.model.named_parameters() if n.rsplit('.', 1)[-1].startswith('logit_scale')]
+    @torch.no_grad()
+    def after_update(self, learn):
+        for p in self.scales: p.clamp_(0, MAX_LOGIT_SCALE)
+
+
 # %% ../nbs/11_scaling.ipynb #7ba65483
 def train_result(learn: Learner) -> dict:
     "Steps, epochs, the mean loss of the last epoch, history, evaluations, last checkpoint; rank 0 writes `train_result.json`."
@@ -197,14 +222,28 @@ def fit(model: nn.Module, train_dl: DataLoader, cfg: Config, run_dir, eval_fn: C
     if resume and not run_dir.is_dir(): raise FileNotFoundError(f"resume: run directory {run_dir} does not exist")
     if cfg.head_init not in HEAD_INITS: raise ValueError(f"head_init={cfg.head_init!r}: expected one of {HEAD_INITS}")
     cbs = [CheckpointCB(resume), HeadCentringCB(), DDPCB(find_unused_parameters), MixedPrecisionCB(), AccumulateCB(), CompileCB(),
-           ScheduleCB(), ClipCB(), NaNStopCB(), HistoryCB(), ProgressCB(progress)]
+           ScheduleCB(), ClipCB(), ClampScalesCB(), NaNStopCB(), HistoryCB(), ProgressCB(progress)]
     if on_step is not None: cbs.append(LambdaCB(after_update=lambda learn: on_step(learn.step, learn.history[-1])))
     if eval_fn is not None: cbs.append(EvalCB(eval_fn))
     return train_result(Learner(model, train_dl, cfg, run_dir, cbs).fit())
 
 # %% ../nbs/11_scaling.ipynb #d7925e43
-def main(argv=None) -> dict:
-    "CLI: `[torchrun ...] python -m alta_nb.train --profile P --kind K --run-dir D [--resume] [name=value ...]`."
+def launch_problems(cfg: Config, kind: str = 'alta', resume: bool = False) -> dict[str, str]:
+    "What `python -m alta_nb.train --kind kind` needs and lacks: `{field: one-line problem}`, empty when it can start."
+    out = {}
+    if kind in ('alta', 'alta_full') and not resume:
+        if not cfg.mrm_checkpoint:
+            out['mrm_checkpoint'] = (f"--kind {kind} needs mrm_checkpoint=/path/to/MRM.pth (the official weights, or the model.safetensors "
+                                     "of a --kind mrm run: pretrain MRM first)")
+        elif not Path(cfg.mrm_checkpoint).is_file(): out['mrm_checkpoint'] = f"mrm_checkpoint={cfg.mrm_checkpoint} is not a file"
+    if cfg.cxrbert_path and not Path(cfg.cxrbert_path).is_dir(): out['cxrbert_path'] = f"cxrbert_path={cfg.cxrbert_path} is not a folder"
+    elif kind == 'alta' and not (cfg.cxrbert_path or cfg.train_text or cfg.allow_random_text):
+        out['cxrbert_path'] = ("cxrbert_path is empty: --kind alta would align against a frozen, randomly initialised text tower; pass "
+                               "cxrbert_path=/path/to/BiomedVLP-CXR-BERT-specialized (or train_text=true, or allow_random_text=true)")
+    return out
+
+def preflight(argv=None):
+    "Parse `python -m alta_nb.train` arguments as `main` does: `(args, cfg, launch_problems)`; nothing is built."
     import argparse
     from alta_nb.core import parse_overrides
     p = argparse.ArgumentParser(prog='python -m alta_nb.train', description='Train an alta_nb model (MRM pretraining or ALTA) with fit; torchrun-aware.')
@@ -212,17 +251,22 @@ def main(argv=None) -> dict:
     p.add_argument('--run-dir', required=True); p.add_argument('--resume', action='store_true')
     p.add_argument('--no-progress', action='store_true'); p.add_argument('overrides', nargs='*', help='config fields name=value')
     a = p.parse_args(argv)
-    from alta_nb.alta import build_model
-    from alta_nb.data import study_dataloader
     cfg = get_config(a.profile, **parse_overrides(a.overrides))
     if a.kind == 'mrm': cfg = cfg.replace(epochs=cfg.mrm_epochs)
+    return a, cfg, launch_problems(cfg, a.kind, a.resume)
+
+
+# %% ../nbs/11_scaling.ipynb #7f7d2413
+def main(argv=None) -> dict:
+    "CLI: `[torchrun ...] python -m alta_nb.train --profile P --kind K --run-dir D [--resume] [name=value ...]`."
+    a, cfg, problems = preflight(argv)
+    if problems: raise SystemExit('\n'.join(problems.values()))
+    from alta_nb.alta import build_model
+    from alta_nb.data import study_dataloader
     seed_everything(cfg.seed)
     dl = study_dataloader(cfg, split='train')
     model = build_model(cfg, kind=a.kind, tokenizer=loader_tokenizer(dl, cfg), device='cpu')
-    if a.kind in ('alta', 'alta_full') and not a.resume:
-        if not cfg.mrm_checkpoint:
-            raise SystemExit("--kind alta needs mrm_checkpoint=/path/to/MRM.pth (the official weights, or the model.safetensors of a --kind mrm run)")
-        model.load_mrm_state(cfg.mrm_checkpoint)
+    if a.kind in ('alta', 'alta_full') and not a.resume: model.load_mrm_state(cfg.mrm_checkpoint)
     res = fit(model, dl, cfg, a.run_dir, resume=a.resume, progress=not a.no_progress)
     if is_main(): save_weights(model, Path(a.run_dir)/'model.safetensors'); print(f"final_train_loss {res['final_train_loss']:.4f} after {res['steps']} steps")
     if dist.is_initialized(): dist.destroy_process_group()

@@ -6,6 +6,7 @@ autocast rows and MFU against the GPU's peak.
     python bench/train_step.py --profile paper --device cuda --batch 24 --peak-tflops 989 [--compile]
 """
 import argparse, json, sys
+import alta_nb                                       # noqa: F401  the kit's CPU thread settings before torch loads OpenMP (#17)
 import torch
 from alta_nb.core import get_config, parse_overrides
 from alta_nb.compute import run_benchmark, benchmark_ratios

@@ -18,7 +18,8 @@ def smoke_run():
     print(p.stdout)
     if p.returncode:
         pytest.fail(f'smoke reproduction failed (exit {p.returncode}):\n{tail(p.stdout)}\n{tail(p.stderr, 5)}', pytrace=False)
-    return json.loads((ROOT/'_runs'/'smoke'/'metrics.json').read_text())
+    from alta_nb.core import runs_dir
+    return json.loads((runs_dir()/'smoke'/'metrics.json').read_text())     # `$ALTA_RUNS` or `_runs`
 
 @pytest.fixture(scope='session')
 def realcxr():

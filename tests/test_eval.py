@@ -68,15 +68,16 @@ def test_binary_counts_and_threshold_rule():
 
 def test_cv_threshold_matches_official_loop():
     from sklearn.model_selection import StratifiedKFold
+    from sklearn.metrics import f1_score, accuracy_score
     rng = np.random.default_rng(3); g = rng.random(200) < 0.35
     p = np.clip(0.5 + 0.25 * (g - 0.5) + 0.2 * rng.standard_normal(200), 0, 1)
     accs, f1s = [], []
     for tr, te in StratifiedKFold(n_splits=10, shuffle=True, random_state=0).split(X=p, y=g):
         bt, best = 0, -1
-        for t in np.arange(0, 1 + 0.005, 0.005):
-            f1 = binary_counts_metrics(g[tr], p[tr] > t)['f1']
+        for t in np.arange(0, 1 + 0.005, 0.005):             # the official loop, scored by sklearn (not the kit's counts)
+            f1 = f1_score(g[tr], p[tr] > t, zero_division=np.nan)
             if f1 > best: bt, best = t, f1
-        m = binary_counts_metrics(g[te], p[te] > bt); accs.append(m['acc']); f1s.append(m['f1'])
+        accs.append(accuracy_score(g[te], p[te] > bt)); f1s.append(f1_score(g[te], p[te] > bt, zero_division=np.nan))
     r = cv_threshold_metrics(g, p)
     assert r['folds'] == 10 and r['acc'] == pytest.approx(np.mean(accs)) and r['f1'] == pytest.approx(np.mean(f1s))
 
@@ -391,3 +392,90 @@ def test_teach_alta_beats_random_init(tmp_path):
     assert p.returncode == 0, tail(p.stderr, 20)
     m = json.loads((tmp_path/'metrics.json').read_text())
     assert m['alta_beats_random_count'] == 9, m
+
+# ---------------------------------------------------------------- #18 / #14 fixes
+def test_f1_is_sklearn_f1_including_no_positive_prediction():
+    from sklearn.metrics import f1_score
+    cases = [([1, 0, 1, 0], [0, 0, 0, 0]),      # no positive prediction, positives exist: 0, not NaN
+             ([0, 0, 0], [1, 0, 1]),            # no true positive, false positives: 0
+             ([0, 0], [0, 0]),                  # nothing positive at all: 2TP+FP+FN = 0, NaN
+             ([1, 1, 0], [1, 1, 0]), ([1, 1, 0, 0, 1], [1, 0, 1, 0, 0])]
+    for gt, pred in cases:
+        want = f1_score(gt, pred, zero_division=np.nan)
+        got = binary_counts_metrics(gt, pred)['f1']
+        assert (np.isnan(want) and np.isnan(got)) or got == pytest.approx(want), (gt, pred, got, want)
+    assert binary_counts_metrics([1, 0, 1, 0], [0, 0, 0, 0])['f1'] == 0.0
+    assert np.isnan(binary_counts_metrics([1, 0, 1, 0], [0, 0, 0, 0])['precision'])   # precision stays 0/0
+
+class _RawTower(torch.nn.Module):
+    "A text tower whose prompt ids 1 and 2 project to (1, 0) and (0, 10): very different lengths."
+    def __init__(self):
+        super().__init__(); self.W = torch.nn.Parameter(torch.tensor([[0., 0.], [1., 0.], [0., 10.]]))
+    def hidden(self, ids, mask): return ids[:, :, None].float()
+    def global_embed(self, h): return self.W[h[:, 0, 0].long()]
+
+class _RawModel(torch.nn.Module):
+    def __init__(self): super().__init__(); self.text = _RawTower()
+    def encode_text(self, ids, mask): return torch.nn.functional.normalize(self.text.global_embed(self.text.hidden(ids, mask)), dim=-1)
+
+def _raw_tok(texts, **kw):
+    return {'input_ids': torch.tensor([[1 if t.startswith('short') else 2] for t in texts]),
+            'attention_mask': torch.ones(len(texts), 1, dtype=torch.long)}
+
+def test_prompt_ensemble_averages_raw_projections():
+    from types import SimpleNamespace
+    from alta_nb.evaluate import ensemble_class_embeddings, raw_text_projection
+    cfg, m = SimpleNamespace(max_text_len=8), _RawModel()
+    ids = torch.tensor([[1], [2]])
+    assert raw_text_projection(m, ids, torch.ones_like(ids)).tolist() == [[1.0, 0.0], [0.0, 10.0]]   # before the norm
+    got = ensemble_class_embeddings(m, _raw_tok, {'Edema': ['short edema', 'long edema'], 'Normal': ['short normal']},
+                                    ['Edema', 'Normal'], cfg)
+    hand = np.array([[1.0, 10.0], [1.0, 0.0]]); hand /= np.linalg.norm(hand, axis=1, keepdims=True)
+    assert got.numpy() == pytest.approx(hand, abs=1e-6)           # mean of (1,0),(0,10) = (0.5,5), then L2 norm
+    assert not np.allclose(got[0].numpy(), np.array([1.0, 1.0]) / np.sqrt(2))   # not the mean of normalised ones
+
+def test_real_suite_says_which_lists_it_uses(tmp_path, capsys):
+    from alta_nb.evaluate import real_suite
+    alta, _ = _fake_checkouts(tmp_path)
+    with pytest.raises(Exception, match='not found'): real_suite(tmp_path/'chexpert', tmp_path/'rsna', alta_repo=alta)
+    out = capsys.readouterr().out.splitlines()
+    assert [l.split(':')[0] for l in out] == ['chexpert_5x200', 'chexpert_8x200', 'rsna_test', 'img2txt']
+    assert out[0].startswith('chexpert_5x200: official') and out[1].startswith('chexpert_8x200: rebuilt')
+    assert out[2].startswith('rsna_test: official') and out[3].startswith('img2txt: skipped') and 'master_csv' in out[3]
+
+def test_raw_projection_of_the_kit_models_is_encode_text_before_its_norm():
+    from alta_nb.alta import build_model
+    from alta_nb.data import train_tokenizer
+    from alta_nb.evaluate import raw_text_projection
+    cfg = get_config('smoke')
+    tok = train_tokenizer(['there is mild edema', 'no pneumonia seen', 'the heart is enlarged'] * 20, vocab_size=200)
+    t = tok(['there is mild edema', 'no pneumonia'], padding=True, return_tensors='pt')
+    for kind in ('alta', 'clip_scratch', 'mrm'):
+        m = build_model(cfg, kind=kind, tokenizer=tok, device='cpu').eval()
+        with torch.no_grad():
+            r, n = raw_text_projection(m, t['input_ids'], t['attention_mask']), m.encode_text(t['input_ids'], t['attention_mask'])
+        assert torch.allclose(torch.nn.functional.normalize(r, dim=-1), n, atol=1e-6), kind
+        assert not torch.allclose(r.norm(dim=-1), torch.ones(2)), kind              # really before the norm
+
+def test_rsna_official_pixels_scale_by_the_image_max_without_luts(tmp_path):
+    from alta_nb.evaluate import OfficialRSNAImages, resolve_rsna_pixels, rsna_official_u8
+    from alta_nb.images import image_transform, read_dicom
+    from alta_nb.synthcxr import write_dicom
+    raw = np.array([[0, 100, 200, 300], [50, 1000, 3, 7], [400, 500, 600, 2]], np.uint16)   # 12-bit-like, max 1000
+    hand = np.array([[0, 26, 51, 76], [13, 255, 1, 2], [102, 128, 153, 1]], np.uint8)       # round(v * 255 / 1000)
+    assert (rsna_official_u8(raw) == hand).all()
+    assert (rsna_official_u8(np.array([[-2, 4, -9]], np.int16)) == np.array([[128, 255, 255]], np.uint8)).all()   # |·|, saturated
+    # a 12-bit DICOM whose brightest pixel is far below 4095, with a narrow window: the kit and the official reader differ
+    img = np.tile(np.linspace(0, 0.25, 64, dtype=np.float32), (64, 1))
+    es = EvalSet('toy_rsna', pd.DataFrame({'path': ['a.dcm'], 'label': ['Normal']}), RSNA_CLASSES, tmp_path)
+    write_dicom(tmp_path/'a.dcm', img, bits=12, extra={'WindowCenter': 300, 'WindowWidth': 600})
+    cfg = get_config('smoke')
+    px = np.round(img * 4095).astype(np.uint16)                                             # what write_dicom stores
+    got = OfficialRSNAImages(es, cfg)[0]
+    assert torch.allclose(got, image_transform(cfg.image_size)(np.rint(px * np.float32(255 / px.max())).astype(np.uint8)))
+    assert not torch.allclose(got, image_transform(cfg.image_size)(read_dicom(tmp_path/'a.dcm')), atol=1e-2)   # kit: LUTs
+    assert [resolve_rsna_pixels(None, get_config(p)) for p in ('smoke', 'teach', 'paper')] == ['kit', 'kit', 'official']
+    from PIL import Image
+    Image.fromarray((img * 255).astype(np.uint8)).save(tmp_path/'b.png')
+    es_b = EvalSet('bad', pd.DataFrame({'path': ['b.png'], 'label': ['Normal']}), RSNA_CLASSES, tmp_path)
+    with pytest.raises(ValueError, match=r"b.png: rsna_pixels='official' reads DICOM stored values"): OfficialRSNAImages(es_b, cfg)[0]

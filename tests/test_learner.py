@@ -130,3 +130,60 @@ def test_fit_is_short_and_assembles_every_concern(tmp_path):
     seen = []
     res = fit(ToyStudyModel(), dl, cfg, tmp_path, progress=False, on_step=lambda s, r: seen.append(s))
     assert seen == [1, 2] and res['steps'] == 2 and (tmp_path/'train_result.json').exists()
+
+# --- fidelity to the official loop (issue #14: D1, D2, D3, D5)
+
+def test_schedule_official_warmup_starts_at_zero(tmp_path):
+    cfg, dl = toy(tmp_path, epochs=4, warmup_epochs=1.5, schedule_rule='official')   # 12 warm-up steps of 32, unrounded
+    spy = Spy(); Learner(ToyStudyModel(), dl, cfg, tmp_path, [ScheduleCB(), spy]).fit()
+    # util/lr_sched.py: lr * e / warmup_epochs, then the half cosine over (e - warmup) / (epochs - warmup), e = fractional epoch
+    e = [s / 8 for s in range(32)]
+    want = [cfg.lr * x / 1.5 if x < 1.5 else cfg.lr * 0.5 * (1 + math.cos(math.pi * (x - 1.5) / (4 - 1.5))) for x in e]
+    assert spy.lrs[0] == 0.0 and spy.lrs == pytest.approx(want, rel=1e-12, abs=1e-15)
+    with pytest.raises(ValueError, match='schedule_rule'): Learner(ToyStudyModel(), dl, cfg.replace(schedule_rule='x'), tmp_path, [ScheduleCB()]).fit()
+
+def test_decay_rules_on_the_alta_model():
+    from alta_nb.alta import build_model
+    from alta_nb.learner import param_groups
+    m = build_model(get_config('smoke'), 'alta', device='cpu')
+    names = {id(p): n for n, p in m.named_parameters()}
+    def groups(rule): return [{names[id(p)] for p in g['params']} for g in param_groups(m, 0.05, rule)]
+    kit_decay, kit_free = groups('kit')
+    off_decay, off_free = groups('official')
+    trainable = {n for n, p in m.named_parameters() if p.requires_grad}
+    # timm 0.6.13 param_groups_weight_decay: no decay iff ndim <= 1 or the name ends in '.bias'
+    assert off_free == {n for n, p in m.named_parameters() if p.requires_grad and (p.ndim <= 1 or n.endswith('.bias'))}
+    assert off_decay | off_free == trainable == kit_decay | kit_free
+    for tok in ('image.temporal_embedding', 'image.view_embedding', 'image.vit.cls_token'):
+        if tok in trainable: assert tok in kit_free and tok in off_decay, tok
+    assert 'image.temporal_embedding' in trainable               # the kit's old 'time_embed' pattern missed it
+
+def test_clamp_scales_after_every_update(tmp_path):
+    from alta_nb.train import ClampScalesCB
+    cfg, dl = toy(tmp_path, max_steps=1)
+    for start, want in ((5.0, math.log(100)), (-0.5, 0.0), (2.0, None)):
+        seed_everything(0); m = ToyStudyModel(); m.logit_scale.data.fill_(start)
+        Learner(m, dl, cfg, tmp_path, [ClampScalesCB()]).fit()
+        if want is None: assert 0 < float(m.logit_scale) < math.log(100) and float(m.logit_scale) != 2.0
+        else: assert float(m.logit_scale.detach()) == pytest.approx(want, abs=1e-6)
+    from alta_nb import train
+    assert 'ClampScalesCB()' in __import__('inspect').getsource(train.fit)   # every profile clamps
+
+def test_fp16_scaler_runs_through_the_loop(tmp_path):
+    cfg, dl = toy(tmp_path, max_steps=1, amp_dtype='fp16')
+    class Inf(Callback):
+        order = 30
+        def before_update(self, learn): next(learn.model.parameters()).grad.fill_(float('inf'))
+    seed_everything(0); m = ToyStudyModel(keep=1.0); w0 = [p.detach().clone() for p in m.parameters()]
+    learn = Learner(m, dl, cfg, tmp_path, [MixedPrecisionCB(devices=('cpu',), init_scale=8.0), Inf()]).fit()
+    assert all(torch.equal(a, b) for a, b in zip(w0, m.parameters())) and learn.scaler.get_scale() == 4.0
+    seed_everything(0); a = ToyStudyModel(keep=1.0)
+    Learner(a, dl, cfg, tmp_path, [MixedPrecisionCB(devices=('cpu',), init_scale=8.0)]).fit()
+    class Fp16NoScaler(Callback):                                 # the same autocast, no scaler: a power-of-two scale is exact
+        def before_fit(self, learn): learn.autocast = lambda: torch.autocast('cpu', dtype=torch.float16)
+    seed_everything(0); b = ToyStudyModel(keep=1.0); Learner(b, dl, cfg, tmp_path, [Fp16NoScaler()]).fit()
+    gap = max(float((p - q).detach().abs().max()) for p, q in zip(a.parameters(), b.parameters()))
+    assert gap < 1e-7 and not all(torch.equal(p, q) for p, q in zip(a.parameters(), w0))
+    learn = Learner(ToyStudyModel(), dl, cfg, tmp_path, [MixedPrecisionCB()]); learn.device = torch.device('cuda')
+    cb = MixedPrecisionCB(); cb.before_fit(learn)                # (GradScaler disables itself without a GPU)
+    assert learn.autocast().fast_dtype == torch.float16 and cb.fp16

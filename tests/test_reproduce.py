@@ -6,7 +6,8 @@ from conftest import ROOT
 def test_smoke_run_writes_report(smoke_run):
     stems = [p.stem for p in find_notebooks(ROOT/'nbs')]
     assert stems, 'no numbered notebooks found'
-    out = ROOT/'_runs'/'smoke'
+    from alta_nb.core import runs_dir
+    out = runs_dir()/'smoke'
     timings = json.loads((out/'timings.json').read_text())
     assert set(stems) <= set(timings) and timings['total'] > 0
     assert set(stems) <= set(smoke_run)
@@ -19,3 +20,41 @@ def test_goldens_match(smoke_run):
     assert goldens, 'tests/goldens is empty: run `make goldens`'
     diffs = compare_goldens(smoke_run, goldens)
     assert not diffs, 'metrics differ from tests/goldens (run `make goldens` if the change is deliberate):\n' + '\n'.join(diffs)
+
+def _native_capability() -> str:
+    import torch
+    return torch.backends.cpu.get_cpu_capability().lower()
+
+def test_goldens_hold_under_another_cpu_capability(smoke_run, tmp_path):
+    "Float kernels differ between CPUs: the goldens must hold for the same commit run with other SIMD kernels."
+    import os, subprocess
+    from conftest import BIN, tail
+    native = _native_capability()
+    other = 'default' if native != 'default' else 'avx2'
+    env = dict(os.environ, ATEN_CPU_CAPABILITY=other, ALTA_RUNS=str(tmp_path/'runs'))
+    p = subprocess.run([str(BIN/'alta-nb'), 'reproduce', '--profile', 'smoke'], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert p.returncode == 0, f'smoke under ATEN_CPU_CAPABILITY={other} failed:\n{tail(p.stdout)}\n{tail(p.stderr, 5)}'
+    metrics = json.loads((tmp_path/'runs'/'smoke'/'metrics.json').read_text())
+    diffs = compare_goldens(metrics, load_goldens(ROOT/'tests'/'goldens'))
+    assert not diffs, f'goldens do not hold under ATEN_CPU_CAPABILITY={other} (native {native}):\n' + '\n'.join(diffs)
+
+def test_a_deliberate_change_reads_as_a_diff(smoke_run):
+    "Two retrieval hits are noise; four hits, a count or a broken claim is a change, and the diff says what and by how much."
+    from alta_nb.reproduce import granularity
+    goldens = load_goldens(ROOT/'tests'/'goldens')
+    key = next(k for k in smoke_run['16_eval_zeroshot'] if k.endswith('img2img_p_at_10'))
+    g = granularity(key, smoke_run)
+    run = json.loads(json.dumps(smoke_run))
+    run['16_eval_zeroshot'][key] += 2 * g                             # two hits: within the golden (EVENTS)
+    assert not compare_goldens(run, goldens)
+    run['16_eval_zeroshot'][key] += 2 * g                             # four hits: a change
+    run['14_eval_sets']['chexpert_5x200_classes'] -= 1
+    diffs = compare_goldens(run, goldens)
+    assert any(d.startswith(f'16_eval_zeroshot.{key}: golden') and 'off by' in d for d in diffs), diffs
+    assert any(d.startswith('14_eval_sets.chexpert_5x200_classes: golden') for d in diffs), diffs
+
+def test_goldens_make_ordinal_claims():
+    "The kit's claims are ordinal checks, which hold on any CPU; at least 20 of them."
+    goldens = load_goldens(ROOT/'tests'/'goldens')
+    claims = [f'{s}.{k}' for s, g in goldens.items() for k, v in g.items() if isinstance(v, dict) and {'gt', 'ge', 'lt', 'le'} & set(v)]
+    assert len(claims) >= 20, claims
