@@ -14,7 +14,7 @@ from .mrm import MRM, build_vit, build_decoder, mae_init_, mae_loss, mask_report
 from .adapters import add_vit_adapters, mark_trainable, count_parameters, ALTA_TRAINABLE
 from .multiview import MultiViewEncoder, as_study
 from .text import ProjectionHead, build_text_tower
-from .losses import gather_with_grad, global_contrastive_loss, local_alignment_loss
+from .losses import global_contrastive_loss, local_alignment_loss
 
 # %% auto #0
 __all__ = ['ALTA_KINDS', 'FIXED_PARAMS', 'ALTA', 'build_model']
