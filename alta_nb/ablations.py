@@ -4,17 +4,19 @@
 
 # %% ../nbs/18_ablations.ipynb #43b7461f
 from __future__ import annotations
-import json
+import json, math
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
 from .core import Config, get_device, seed_everything
-from .compute import equal_compute_epochs
+from .compute import equal_compute_epochs, step_flops
 
 # %% auto #0
-__all__ = ['VARIANTS', 'HEADLINE', 'COMPARISONS', 'CHOICE_SEED', 'CHOICES', 'build_variant', 'profile_variants', 'validation_mrr',
-           'choose_on_validation', 'run_ablations', 'verdicts', 'learning_curves']
+__all__ = ['VARIANTS', 'HEADLINE', 'MECHANISMS', 'COMPARISONS', 'CHOICE_SEED', 'CHOICES', 'CURVE_VARIANTS', 'CURVE_METRICS',
+           'build_variant', 'profile_variants', 'validation_mrr', 'choose_on_validation', 'run_ablations', 'verdicts',
+           'learning_curves', 'variant_config', 'step_train_flops', 'curve_epochs', 'curve_metrics', 'compute_curve',
+           'compute_curves', 'flops_to_match', 'plot_compute_curve']
 
 # %% ../nbs/18_ablations.ipynb #0d096ab9
 VARIANTS: dict[str, dict] = {
@@ -27,6 +29,7 @@ VARIANTS: dict[str, dict] = {
     'alta_multiview_masked': dict(kind='alta', n_views=4, multiview='masked'),
 }
 HEADLINE = ['img2img_p_at_10', 'txt2img_p_at_10', 'img2txt_p_at_10', 'zeroshot_chexpert_acc', 'rsna_auroc']
+MECHANISMS = ['img_emb_mean_cos', 'txt_emb_mean_cos', 'negation_cos', 'rsna_acc', 'rsna_f1', 'rsna_all_pos_acc', 'rsna_all_pos_f1']  # why, not how well (15/16)
 COMPARISONS = [('mrm_features', 'random_init'), ('alta_multiview', 'random_init'), ('alta_multiview', 'clip_scratch'),
                ('alta_frontal_lateral', 'alta_frontal'), ('alta_multiview', 'alta_frontal'),
                ('alta_multiview_masked', 'alta_multiview')]
@@ -137,3 +140,102 @@ def learning_curves(cfg: Config, variants=None, clip_epochs: int | None = None) 
         if 'loss' not in h.columns or 'step' not in h.columns: continue
         rows.append(h[['step', 'loss']].assign(model=name))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=['step', 'loss', 'model'])
+
+# %% ../nbs/18_ablations.ipynb #ce986c06
+CURVE_VARIANTS = ('alta_multiview', 'clip_scratch')
+CURVE_METRICS = ('txt2img_p_at_10', 'zeroshot_chexpert_acc')
+
+def variant_config(name: str, cfg: Config, clip_epochs: int | None = None) -> tuple[str | None, Config]:
+    "(kind, config) the engine trains variant `name` with (`clip_scratch`: the equal-compute epochs)."
+    if name not in VARIANTS: raise ValueError(f"unknown variant {name!r}; choose one of {list(VARIANTS)}")
+    v = dict(VARIANTS[name]); kind = v.pop('kind')
+    if v.pop('equal_compute', False): v['epochs'] = clip_epochs or equal_compute_epochs(cfg)[0]
+    return kind, cfg.replace(**v)
+
+def step_train_flops(cfg: Config, kind: str) -> float:
+    "Training FLOPs of one optimizer step of `kind` at `cfg`: lesson 12's FLOPs per sample × the global batch."
+    return step_flops(cfg, kind, batch_size=2, device='meta')['flops_per_sample'] * cfg.batch_size
+
+def curve_epochs(n_epochs: int, n_points: int = 8, every: int | None = None) -> list[int]:
+    "Epochs 1..`n_epochs` to evaluate: every `every`-th counted back from the last (default: about `n_points` of them)."
+    every = every or max(1, math.ceil(n_epochs / n_points))
+    return sorted(range(n_epochs, 0, -every))
+
+
+# %% ../nbs/18_ablations.ipynb #fb64bc31
+@torch.no_grad()
+def curve_metrics(model, suite, cfg: Config) -> dict:
+    "Just the curve's metrics, from `evaluate`'s own pieces: 8x200 text→image P@10 and 5x200 zero-shot accuracy."
+    from alta_nb.evaluate import retrieval_metrics, chexpert_zeroshot_metrics
+    from alta_nb.retrieval import embed_images
+    emb = lambda es: embed_images(model, es, cfg, cache=False)
+    out = retrieval_metrics(model, model.tokenizer, suite, cfg, emb)
+    out.update(chexpert_zeroshot_metrics(model, model.tokenizer, suite, emb(suite.chexpert_5x200), cfg))
+    return {k: float(out[k]) for k in CURVE_METRICS}
+
+def compute_curve(cfg: Config, variant: str, suite, every: int | None = None, n_points: int = 8,
+                  clip_epochs: int | None = None) -> pd.DataFrame:
+    "Rows (variant, seed, epoch, step, train_flops, metric, value): the final model with kept epochs' trainable tensors put back."
+    from alta_nb.stages import model_dir
+    from alta_nb.train import list_epoch_weights, load_epoch_weights
+    kind, c = variant_config(variant, cfg, clip_epochs)
+    if kind is None: raise ValueError(f"{variant!r} is never trained: it has no compute curve")
+    cs, per_step = cfg.replace(bootstrap=0), step_train_flops(c, kind)
+    model = build_variant(variant, cs, clip_epochs).to(get_device(cfg.device))      # trained here if not cached yet
+    files = list_epoch_weights(model_dir(c, kind)/'run')
+    if not files: raise ValueError(f"{variant!r} (seed {cfg.seed}) has no epoch weights in {model_dir(c, kind)/'run'/'epochs'}: "
+                                   "train it with epoch_weights=True (remove its cached model first)")
+    byepoch = {int(f.stem.split('_')[1]): f for f in files}
+    own, rows = dict(model.named_parameters()), []
+    for e in [e for e in curve_epochs(max(byepoch), n_points, every) if e in byepoch]:
+        sd, meta = load_epoch_weights(byepoch[e])
+        bad = [k for k, v in sd.items() if k not in own or own[k].shape != v.shape]
+        if bad: raise ValueError(f"{byepoch[e]}: tensor {bad[0]!r} does not fit variant {variant!r} (weights of another config?)")
+        with torch.no_grad():
+            for k, v in sd.items(): own[k].copy_(v)
+        rows += [dict(variant=variant, seed=cfg.seed, epoch=meta['epoch'], step=meta['step'], train_flops=per_step * meta['step'],
+                      metric=k, value=v) for k, v in curve_metrics(model, suite, cs).items()]
+    return pd.DataFrame(rows)
+
+def compute_curves(cfg: Config, suite, seeds, variants=CURVE_VARIANTS, clip_epochs: int | None = None, **kw) -> pd.DataFrame:
+    "`compute_curve` of every variant × seed, in one frame."
+    return pd.concat([compute_curve(cfg.replace(seed=s), v, suite, clip_epochs=clip_epochs, **kw) for s in seeds for v in variants],
+                     ignore_index=True)
+
+
+# %% ../nbs/18_ablations.ipynb #7ec3188b
+def flops_to_match(curves: pd.DataFrame, metric: str, alta: str = 'alta_multiview', clip: str = 'clip_scratch', tol: float = 1e-9) -> dict:
+    "ALTA's FLOPs at its first evaluated epoch whose mean over seeds ≥ CLIP's final mean (− `tol`: float noise), over CLIP's total FLOPs; per seed; a reason if never."
+    d = curves[curves.metric == metric]
+    a, c = d[d.variant == alta], d[d.variant == clip]
+    if a.empty or c.empty: raise ValueError(f"flops_to_match: curves lack {alta!r} or {clip!r} rows for {metric!r}")
+    c_last = c[c.epoch == c.groupby('seed').epoch.transform('max')].set_index('seed')
+    target, clip_total = c_last.value.mean(), c_last.train_flops.mean()
+    mean = a.groupby('epoch')[['value', 'train_flops']].mean().sort_index()
+    hit = mean[mean.value >= target - tol]
+    ratio = float(hit.train_flops.iloc[0] / clip_total) if len(hit) else float('nan')
+    reason = '' if len(hit) else (f"ALTA's mean {metric} peaks at {mean.value.max():.3f} (epoch {mean.value.idxmax()} of "
+                                  f"{mean.index.max()}), below CLIP's final {target:.3f}")
+    per_seed = {}
+    for s, g in a.sort_values('epoch').groupby('seed'):
+        if s not in c_last.index: continue
+        h = g[g.value >= c_last.value[s] - tol]
+        per_seed[int(s)] = float(h.train_flops.iloc[0] / c_last.train_flops[s]) if len(h) else float('nan')
+    return dict(ratio=ratio, clip_final=float(target), clip_total_flops=float(clip_total), reason=reason, per_seed=per_seed)
+
+
+# %% ../nbs/18_ablations.ipynb #c7f4ee01
+def plot_compute_curve(curves: pd.DataFrame, metric: str, clip_final: float | None = None, ax=None):
+    "`metric` vs training FLOPs: a thin line per model and seed, a thick one per model's mean; CLIP's final mean dashed."
+    from matplotlib.figure import Figure
+    if ax is None: ax = Figure(figsize=(6.5, 4.5)).subplots()
+    d = curves[curves.metric == metric]
+    for i, (v, g) in enumerate(d.groupby('variant', sort=False)):
+        for _, gs in g.sort_values('epoch').groupby('seed'): ax.plot(gs.train_flops, gs.value, color=f'C{i}', lw=0.8, alpha=0.45)
+        m = g.groupby('epoch')[['train_flops', 'value']].mean().sort_index()
+        ax.plot(m.train_flops, m.value, color=f'C{i}', lw=2.5, marker='o', label=f'{v}: mean of {g.seed.nunique()} seed(s)')
+    if clip_final is not None: ax.axhline(clip_final, color='black', ls='--', lw=1, label='clip_scratch final (mean)')
+    ax.set(xscale='log', xlabel='training FLOPs (ALTA: alignment only)', ylabel=metric, title=f'{metric} vs training compute')
+    ax.legend(fontsize=8)
+    return ax.figure
+

@@ -210,4 +210,4 @@ def equal_compute_epochs(cfg: Config) -> tuple[int, dict]:
     "Epochs for `clip_scratch` that match ALTA's total training FLOPs (MRM + alignment) at `cfg`'s size."
     f = {k: step_flops(cfg, k, batch_size=2, device='meta')['flops_per_sample'] for k in ('mrm', 'alta', 'clip_scratch')}
     budget = f['mrm'] * cfg.mrm_epochs + f['alta'] * cfg.epochs
-    return max(cfg.epochs, int(round(budget / f['clip_scratch']))), f
+    return max(1, int(round(budget / f['clip_scratch']))), f

@@ -12,8 +12,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from .eval_sets import EvalSet, CHEXPERT_5, CHEXPERT_8, RSNA_CLASSES
-from .retrieval import (CHEXPERT8_TEXT_QUERIES, similarity, precision_at_k, bootstrap_ci, embed_images,
-                               embed_studies, embed_texts, clean_text, encode_text_raw, _tokenize, _autocast)
+from .retrieval import (CHEXPERT8_TEXT_QUERIES, similarity, precision_at_k, bootstrap_ci, embed_images, mean_pairwise_cos,
+                               embed_studies, embed_texts, clean_text, encode_text_raw, _tokenize, _autocast, negation_cos)
 
 # %% auto #0
 __all__ = ['CHEXPERT_CLASS_PROMPTS', 'RSNA_PROMPTS', 'THRESHOLDS', 'COMPARED', 'class_prompts', 'check_prompts',
@@ -126,8 +126,7 @@ def binary_counts_metrics(gt, pred) -> dict:
     tp, fp = float(np.sum(gt & pred)), float(np.sum(pred & ~gt))
     fn, tn = float(np.sum(gt & ~pred)), float(np.sum(~gt & ~pred))
     div = lambda a, b: a / b if b else float('nan')
-    rec, prec = div(tp, tp + fn), div(tp, tp + fp)
-    f1 = div(2 * tp, 2 * tp + fp + fn)
+    rec, prec, f1 = div(tp, tp + fn), div(tp, tp + fp), div(2 * tp, 2 * tp + fp + fn)
     return {'acc': float(np.mean(gt == pred)), 'f1': f1, 'recall': rec, 'precision': prec, 'npv': div(tn, tn + fn)}
 
 THRESHOLDS = np.arange(0, 1 + 0.005, 0.005)    # the official grid, built the same way
@@ -151,8 +150,7 @@ def cv_threshold_metrics(gt, prob, n_folds: int = 10, seed: int = 0) -> dict:
     for tr, te in StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(prob, gt):
         t = best_threshold(gt[tr], prob[tr])
         folds.append(binary_counts_metrics(gt[te], prob[te] > t)); oof[te] = prob[te] > t
-    out = {m: float(np.mean([f[m] for f in folds])) for m in folds[0]}
-    return {**out, 'folds': k, 'oof_pred': oof}
+    return {**{m: float(np.mean([f[m] for f in folds])) for m in folds[0]}, 'folds': k, 'oof_pred': oof}
 
 # %% ../nbs/16_eval_zeroshot.ipynb #62326813
 def rsna_zeroshot(img_emb, pos_emb, neg_emb, labels, n_folds: int = 10, seed: int = 0) -> dict:
@@ -169,8 +167,7 @@ def rsna_official_u8(arr) -> np.ndarray:
     a = np.asarray(arr)
     m = float(a.max()) if a.size else 0.0
     if m <= 0: return np.zeros(a.shape, np.uint8)           # OpenCV: alpha = inf, 0·inf = NaN, saturated to 0
-    x = np.abs(a.astype(np.float32) * np.float32(255.0 / m))
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(np.abs(a.astype(np.float32) * np.float32(255.0 / m))), 0, 255).astype(np.uint8)
 
 class OfficialRSNAImages(torch.utils.data.Dataset):
     "The images of an RSNA `EvalSet` as the official reader sees them (`rsna_official_u8`), resized and normalised as the kit's."
@@ -234,12 +231,13 @@ def retrieval_metrics(model, tokenizer, suite: EvalSuite, cfg, emb) -> dict:
     return out
 
 def img2txt_metrics(model, tokenizer, s5: EvalSet, i5, cfg) -> dict:
-    "5x200 image-to-text P@5/10/100 with intervals (empty when the set has no `text` column)."
+    "5x200 image-to-text P@5/10/100 with intervals, `txt_emb_mean_cos` of the cleaned reports (empty without a `text` column)."
     out = {}
     if 'text' in s5.items.columns:
         r_emb = embed_texts(model, tokenizer, [clean_text(t) for t in s5.items['text']], cfg)
         _p_at_k_ci(out, 'img2txt', similarity(i5, r_emb), s5.labels, s5.labels, (5, 10, 100), cfg)
         if len(s5) < 100: out['img2txt_k_cap'] = len(s5)
+        out['txt_emb_mean_cos'] = mean_pairwise_cos(r_emb)
     return out
 
 # %% ../nbs/16_eval_zeroshot.ipynb #b54dc950
@@ -255,7 +253,7 @@ def chexpert_zeroshot_metrics(model, tokenizer, suite: EvalSuite, i5, cfg) -> di
     return out
 
 def rsna_metrics(model, tokenizer, suite: EvalSuite, cfg, cache: bool = True, rsna_pixels: str | None = None) -> dict:
-    "RSNA zero-shot AUROC (with interval), CV-threshold acc/F1/recall/precision/npv, OOF intervals of acc and F1."
+    "RSNA zero-shot AUROC (with interval), CV-threshold acc/F1/recall/precision/npv, OOF intervals of acc and F1, all-positive acc/F1."
     rs, out, official = suite.rsna_test, {}, resolve_rsna_pixels(rsna_pixels, cfg) == 'official'   # cache: kit pixels only
     r_cls = ensemble_class_embeddings(model, tokenizer, suite.rsna_prompts, rs.classes, cfg, clean=False)
     pos, neg, gt = r_cls[rs.classes.index('Pneumonia')], r_cls[rs.classes.index('Normal')], rs.labels == rs.classes.index('Pneumonia')
@@ -263,6 +261,7 @@ def rsna_metrics(model, tokenizer, suite: EvalSuite, cfg, cache: bool = True, rs
                         pos, neg, gt, seed=cfg.seed)
     _with_ci(out, 'rsna_auroc', lambda i: auroc(gt[i], res['prob'][i]), len(rs), cfg)
     out.update({f'rsna_{m}': res[m] for m in ('acc', 'f1', 'recall', 'precision', 'npv')}, rsna_folds=res['folds'])
+    out.update({f'rsna_all_pos_{m}': v for m, v in binary_counts_metrics(gt, np.ones(len(gt), bool)).items() if m in ('acc', 'f1')})
     if cfg.bootstrap > 0:
         for m in ('acc', 'f1'):
             out[f'rsna_{m}_lo'], out[f'rsna_{m}_hi'] = bootstrap_ci(
@@ -272,7 +271,7 @@ def rsna_metrics(model, tokenizer, suite: EvalSuite, cfg, cache: bool = True, rs
 # %% ../nbs/16_eval_zeroshot.ipynb #8b76e5a9
 def evaluate(model, suite: EvalSuite, cfg, tokenizer=None, views: str = 'single', cache: bool = True,
              rsna_pixels: str | None = None) -> dict:
-    "Retrieval + zero-shot metrics of `model` on `suite`; `views='study'` embeds every view; `rsna_pixels`: RSNA reader."
+    "Retrieval + zero-shot metrics + collapse/negation diagnostics of `model` on `suite`; `views='study'`: every view; `rsna_pixels`: RSNA reader."
     tokenizer = tokenizer or getattr(model, 'tokenizer', None)
     if tokenizer is None: raise ValueError("evaluate: no tokenizer given and the model has no `.tokenizer`")
     if views not in ('single', 'study'): raise ValueError(f"views={views!r}: expected 'single' or 'study'")
@@ -281,6 +280,7 @@ def evaluate(model, suite: EvalSuite, cfg, tokenizer=None, views: str = 'single'
           (lambda es: embed_images(model, es, cfg, cache=cache))
     out = retrieval_metrics(model, tokenizer, suite, cfg, emb)
     i5 = emb(suite.chexpert_5x200)
+    out.update(img_emb_mean_cos=mean_pairwise_cos(i5), negation_cos=negation_cos(model, tokenizer, cfg))
     out.update(img2txt_metrics(model, tokenizer, suite.chexpert_5x200, i5, cfg))
     out.update(chexpert_zeroshot_metrics(model, tokenizer, suite, i5, cfg))
     out.update(rsna_metrics(model, tokenizer, suite, cfg, cache, rsna_pixels))

@@ -20,7 +20,8 @@ from .weights import read_state_dict, mrm_key_map, OFFICIAL_EXTRAS
 __all__ = ['POS_EMBED_RULES', 'DEFAULT_SPECIAL_IDS', 'sincos_1d', 'sincos_pos_embed_2d', 'check_image_size', 'mae_init_',
            'build_vit', 'embed_patches', 'prepend_cls', 'run_blocks', 'random_masking', 'target_patch_size', 'patchify',
            'unpatchify', 'MAEDecoder', 'build_decoder', 'mae_loss', 'mask_report_tokens', 'condition_embeddings',
-           'special_token_ids', 'make_bert_config', 'MRM', 'official_mrm_state_dict', 'load_mrm_weights']
+           'special_token_ids', 'make_bert_config', 'MRM', 'official_mrm_state_dict', 'load_mrm_weights',
+           'patch_mse_over_mean', 'mae_masked_mse_over_mean']
 
 # %% ../nbs/05_mrm.ipynb #0bb8696c
 POS_EMBED_RULES = {'mae': 0.5, 'official': 2.0}     # frequency i is 10000^(-i / (dim · factor))
@@ -220,14 +221,14 @@ class MRM(nn.Module):
         self.mlm = BertForMaskedLM(make_bert_config(cfg, vocab_size, self.special['pad']))
         self.bert_mlp = nn.Linear(cfg.vit_dim, cfg.text_dim)     # image → text width (official `bert_mlp`)
 
-    def encode_masked(self, images: torch.Tensor, mask_ratio: float):
+    def encode_masked(self, images: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None):
         "Encode (B,3,S,S) with `mask_ratio` of the patches hidden → (latent (B,1+K,D), mask, ids_restore)."
-        kept, mask, ids_restore = random_masking(embed_patches(self.vit, images), mask_ratio)
+        kept, mask, ids_restore = random_masking(embed_patches(self.vit, images), mask_ratio, generator)
         return run_blocks(self.vit, prepend_cls(self.vit, kept)), mask, ids_restore
 
-    def reconstruct(self, images: torch.Tensor, mask_ratio: float | None = None):
-        "Decoder output as high-res images plus the patch mask: (pred (B,3,H,H), mask (B,N))."
-        latent, mask, ids_restore = self.encode_masked(images, self.cfg.mask_ratio if mask_ratio is None else mask_ratio)
+    def reconstruct(self, images: torch.Tensor, mask_ratio: float | None = None, generator: torch.Generator | None = None):
+        "Decoder output as high-res images plus the patch mask: (pred (B,3,H,H), mask (B,N)); `generator` fixes the masking."
+        latent, mask, ids_restore = self.encode_masked(images, self.cfg.mask_ratio if mask_ratio is None else mask_ratio, generator)
         return unpatchify(self.decoder(latent, ids_restore), self.decoder.out_patch), mask
 
     def forward(self, batch: dict) -> dict:
@@ -321,3 +322,24 @@ def load_mrm_weights(model: nn.Module, path_or_state, vit_prefix: str = 'vit.', 
         for k, v in mapped.items(): ours[k].copy_(v.to(ours[k].dtype))
     if unexpected: warnings.warn(f"MRM checkpoint: {len(unexpected)} unexpected key(s) ignored, e.g. {unexpected[:4]}")
     return dict(loaded=sorted(mapped), missing=missing, ignored=ignored, unexpected=unexpected)
+
+# %% ../nbs/05_mrm.ipynb #c1a0f002
+def patch_mse_over_mean(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
+    "Σ_hidden ‖pred − target‖² / Σ_hidden ‖target − its own mean‖² for (B,N,P) pixel patches, `mask` (B,N) 1=hidden."
+    if pred.shape != target.shape or tuple(mask.shape) != tuple(target.shape[:2]):
+        raise ValueError(f"pred {tuple(pred.shape)} must match target {tuple(target.shape)}, mask {tuple(mask.shape)} be (B,N)")
+    m = mask.to(target)          # dtype and device of the target
+    err = (((pred - target) ** 2).sum(-1) * m).sum()
+    flat = (((target - target.mean(-1, keepdim=True)) ** 2).sum(-1) * m).sum()
+    if flat <= 0: raise ValueError("mask: no hidden patch with any variation to score")
+    return float(err / flat)
+
+@torch.no_grad()
+def mae_masked_mse_over_mean(model: MRM, images: torch.Tensor, hires: torch.Tensor, generator: torch.Generator | None = None) -> float:
+    "1 − within-patch R² of `model`'s reconstruction of the hidden patches of `hires` (pixels): 1 = flat grey, 0 = perfect."
+    recon, mask = model.reconstruct(images, generator=generator)
+    p = model.decoder.out_patch
+    target, pred = patchify(hires, p), patchify(recon, p)
+    if model.cfg.norm_pix_loss:      # the decoder predicts each patch normalised by its own mean and spread: give them back
+        pred = pred * (target.var(-1, keepdim=True) + 1e-6) ** 0.5 + target.mean(-1, keepdim=True)
+    return patch_mse_over_mean(pred, target, mask)

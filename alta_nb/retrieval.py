@@ -14,9 +14,10 @@ from .core import data_dir, get_device
 from .eval_sets import EvalSet, check_images
 
 # %% auto #0
-__all__ = ['VIEW_ORDER', 'CHEXPERT8_TEXT_QUERIES', 'rank_candidates', 'precision_at_k', 'similarity', 'retrieval_scores',
-           'img2img', 'txt2img', 'img2txt', 'bootstrap_ci', 'model_fingerprint', 'image_dataset', 'embed_images',
-           'encode_text_raw', 'embed_texts', 'study_views', 'embed_studies', 'clean_text']
+__all__ = ['VIEW_ORDER', 'CHEXPERT8_TEXT_QUERIES', 'NEGATION_FINDINGS', 'rank_candidates', 'precision_at_k', 'similarity',
+           'retrieval_scores', 'img2img', 'txt2img', 'img2txt', 'bootstrap_ci', 'model_fingerprint', 'image_dataset',
+           'embed_images', 'encode_text_raw', 'embed_texts', 'study_views', 'embed_studies', 'clean_text',
+           'mean_pairwise_cos', 'negation_cos']
 
 # %% ../nbs/15_eval_retrieval.ipynb #6029869b
 def _as_tensor(x, dtype=None) -> torch.Tensor:
@@ -267,3 +268,21 @@ CHEXPERT8_TEXT_QUERIES.update({
                      'Tiny left pneumothorax after chest tube removal.',
                      'Air separates the visceral pleura from the chest wall, a pneumothorax.'],
 })
+
+# %% ../nbs/15_eval_retrieval.ipynb #de23e435
+NEGATION_FINDINGS = ['atelectasis', 'cardiomegaly', 'consolidation', 'edema', 'pleural effusion', 'pneumonia', 'pneumothorax']
+
+def mean_pairwise_cos(emb) -> float:
+    "Mean cosine over the pairs i != j of the rows of `emb` (re-normalised); near 1 = all one direction (collapse)."
+    e = _as_tensor(emb, torch.float32)
+    if e.ndim != 2 or len(e) < 2: raise ValueError(f"mean_pairwise_cos: expected embeddings (N >= 2, D), got shape {tuple(e.shape)}")
+    s, n = similarity(e, e).double(), len(e)
+    return float((s.sum() - s.diagonal().sum()) / (n * (n - 1)))
+
+def negation_cos(model, tokenizer, cfg, findings=NEGATION_FINDINGS) -> float:
+    "Mean over `findings` of cos('There is {x}', 'There is no {x}'), normalised text embeddings; near 1 = negation unheard."
+    if isinstance(findings, str) or not list(findings):
+        raise ValueError(f"negation_cos: findings must be a non-empty list of finding names, got {findings!r}")
+    f = list(findings)
+    e = embed_texts(model, tokenizer, [f'There is {x}' for x in f] + [f'There is no {x}' for x in f], cfg, cache=False)
+    return float((e[:len(f)].double() * e[len(f):].double()).sum(-1).mean())

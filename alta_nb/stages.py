@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_stages.ipynb #51b6708b
 from __future__ import annotations
-import contextlib, hashlib, json, math, os, random, shutil, tempfile
+import contextlib, hashlib, json, math, os, random, re, shutil, tempfile
 from pathlib import Path
 from typing import Callable
 import torch
@@ -16,11 +16,12 @@ from .compute import code_version
 from .train import fit
 
 # %% auto #0
-__all__ = ['model_key', 'model_dir', 'pretrained', 'section_pairs', 'rsm_pretrain', 'text_stand_in']
+__all__ = ['model_key', 'model_dir', 'pretrained', 'report_sentences', 'negate_sentence', 'section_pairs', 'negation_loss',
+           'rsm_pretrain', 'text_stand_in']
 
 # %% ../nbs/13_stages.ipynb #b5e28c1b
 _NOT_WEIGHT_FIELDS = {'device', 'num_workers', 'eval_per_class', 'bootstrap', 'n_seeds', 'eval_every', 'ckpt_every', 'keep_ckpts', 'compile',
-                      'ablation_skip'}
+                      'ablation_skip', 'epoch_weights'}
 # fields only the alignment stage reads: every ALTA variant of a seed shares one MRM pretraining
 _ALIGNMENT_ONLY_FIELDS = {'epochs', 'n_views', 'multiview', 'adapter_ratio', 'adapter_init', 'embed_dim', 'train_text', 'head_init',
                           'cxrbert_path', 'text_rsm_steps'}
@@ -91,6 +92,24 @@ def pretrained(cfg: Config, kind: str = 'alta', progress: bool = False, **overri
         return _train_cached(cfg, kind, init, progress)[0]
     return _train_cached(cfg, kind, None, progress)[0]
 
+# %% ../nbs/13_stages.ipynb #832b7638
+_SENTENCE_END = re.compile(r'(?<=[.!?])\s+')
+_NEGATION_RULES = ((re.compile(r'^there (is|are) no (.+)$', re.I), lambda m: f"There {m[1]} {m[2]}"),
+                   (re.compile(r'^no (.+)$', re.I), lambda m: m[1][:1].upper() + m[1][1:]),
+                   (re.compile(r'^there (is|are) (.+)$', re.I), lambda m: f"There {m[1]} no {m[2]}"))
+
+def report_sentences(text: str) -> list[str]:
+    "The sentences of a report section (split after . ! ?)."
+    return [s for s in _SENTENCE_END.split((text or '').strip()) if s]
+
+def negate_sentence(sentence: str) -> str:
+    "`sentence` with its negation flipped: 'No X.' ↔ 'X.', 'There is no X' ↔ 'There is X', else 'No x…'."
+    s = sentence.strip()
+    if not s: raise ValueError("negate_sentence: expected a non-empty sentence, got ''")
+    for pattern, flip in _NEGATION_RULES:
+        if m := pattern.match(s): return flip(m)
+    return 'No ' + s[:1].lower() + s[1:]
+
 # %% ../nbs/13_stages.ipynb #99b6deb5
 def section_pairs(cfg: Config, split: str = 'train') -> list[tuple[str, str]]:
     "(findings, impression) of every `split` study whose report has both sections: the pairs of CXR-BERT's RSM."
@@ -108,8 +127,14 @@ def section_pairs(cfg: Config, split: str = 'train') -> list[tuple[str, str]]:
     return pairs
 
 # %% ../nbs/13_stages.ipynb #b4e2b7be
-def rsm_pretrain(tower: nn.Module, tokenizer, pairs, cfg: Config, steps: int, batch_size: int = 32) -> list[float]:
-    "Train `tower` (BERT + [CLS] projection) for `steps` of findings↔impression InfoNCE; returns the loss per step."
+def negation_loss(findings: torch.Tensor, sents: torch.Tensor, negated: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    "InfoNCE of findings i (B,d) against [sentences; their negations] (2B,d), the positive being sentence i (all L2-normalised)."
+    logits = logit_scale * findings @ torch.cat([sents, negated]).T
+    return nn.functional.cross_entropy(logits, torch.arange(len(findings), device=logits.device))
+
+def rsm_pretrain(tower: nn.Module, tokenizer, pairs, cfg: Config, steps: int, batch_size: int = 32,
+                 negation_weight: float = 1.0) -> list[float]:
+    "Train `tower` (BERT + [CLS] projection) for `steps` of findings↔impression InfoNCE + `negation_weight` × `negation_loss`."
     from alta_nb.losses import global_contrastive_loss
     rng = random.Random(cfg.seed)
     params = list(tower.mlm.bert.parameters()) + list(tower.cls_projection_head.parameters())
@@ -122,7 +147,11 @@ def rsm_pretrain(tower: nn.Module, tokenizer, pairs, cfg: Config, steps: int, ba
         batch = rng.sample(pairs, min(batch_size, len(pairs)))
         lr = cfg.lr * lr_factor(step, max(1, steps // 10), steps)
         for g in opt.param_groups: g['lr'] = lr
-        loss = global_contrastive_loss(embed(f for f, _ in batch), embed(i for _, i in batch), log_scale.exp())
+        f = embed(f for f, _ in batch)
+        loss = global_contrastive_loss(f, embed(i for _, i in batch), log_scale.exp())
+        if negation_weight:
+            sents = [rng.choice(report_sentences(i)) for _, i in batch]
+            loss = loss + negation_weight * negation_loss(f, embed(sents), embed(map(negate_sentence, sents)), log_scale.exp())
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         losses.append(loss.item())
     return losses

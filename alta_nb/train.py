@@ -13,15 +13,18 @@ import torch.nn as nn
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 from .core import Config, get_config, seed_everything, atomic_write
-from .weights import save_weights, load_weights
+from safetensors import safe_open
+from safetensors.torch import save_file
+from .weights import save_weights, load_weights, unwrap
 from .learner import (Callback, Learner, epoch_loader, micro_batch_size, to_device, loader_tokenizer, ScheduleCB, ClipCB,
                              NaNStopCB, HistoryCB, ProgressCB, EvalCB, LambdaCB)
 
 # %% auto #0
 __all__ = ['AMP_DTYPES', 'HEAD_INITS', 'MAX_LOGIT_SCALE', 'MixedPrecisionCB', 'AccumulateCB', 'CompileCB', 'dist_info',
            'init_distributed', 'is_main', 'DDPCB', 'list_checkpoints', 'save_checkpoint', 'load_checkpoint',
-           'CheckpointCB', 'center_image_head', 'HeadCentringCB', 'ClampScalesCB', 'train_result', 'fit',
-           'launch_problems', 'preflight', 'main']
+           'CheckpointCB', 'center_image_head', 'HeadCentringCB', 'ClampScalesCB', 'list_epoch_weights',
+           'save_epoch_weights', 'load_epoch_weights', 'EpochWeightsCB', 'train_result', 'fit', 'launch_problems',
+           'preflight', 'main']
 
 # %% ../nbs/11_scaling.ipynb #8c711b78
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -204,6 +207,37 @@ class ClampScalesCB(Callback):
         for p in self.scales: p.clamp_(0, MAX_LOGIT_SCALE)
 
 
+# %% ../nbs/11_scaling.ipynb #67e81290
+def list_epoch_weights(run_dir) -> list[Path]:
+    "The `epochs/epoch_NNN.safetensors` files of `run_dir`, first epoch first."
+    d = Path(run_dir)/'epochs'
+    return sorted(d.glob('epoch_*.safetensors')) if d.is_dir() else []
+
+def save_epoch_weights(model: nn.Module, path, step: int, epoch: int) -> Path:
+    "Write `model`'s trainable tensors (`requires_grad`), the step and the epoch to `path` as safetensors, atomically."
+    sd = {n: p.detach().contiguous().cpu() for n, p in unwrap(model).named_parameters() if p.requires_grad}
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    save_file(sd, str(tmp), metadata=dict(step=str(step), epoch=str(epoch)))
+    os.replace(tmp, path)
+    return path
+
+def load_epoch_weights(path) -> tuple[dict, dict]:
+    "(tensors, {'step': s, 'epoch': e}) of a `save_epoch_weights` file; one-line errors for a missing or unreadable one."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"epoch weights not found: {path}")
+    try:
+        with safe_open(str(path), 'pt') as f: return {k: f.get_tensor(k) for k in f.keys()}, {k: int(v) for k, v in f.metadata().items()}
+    except Exception as e: raise ValueError(f"epoch weights {path} are unreadable (truncated or not safetensors): {str(e).splitlines()[0]}") from None
+
+class EpochWeightsCB(Callback):
+    "`cfg.epoch_weights`: after every epoch, rank 0 keeps the trainable tensors and the step in `run_dir/epochs/epoch_NNN.safetensors`."
+    order = 12
+    def after_step(self, learn):
+        if not (learn.cfg.epoch_weights and learn.epoch_done and learn.rank == 0): return
+        save_epoch_weights(learn.model, learn.run_dir/'epochs'/f'epoch_{learn.epoch:03d}.safetensors', learn.step, learn.epoch)
+
+
 # %% ../nbs/11_scaling.ipynb #7ba65483
 def train_result(learn: Learner) -> dict:
     "Steps, epochs, the mean loss of the last epoch, history, evaluations, last checkpoint; rank 0 writes `train_result.json`."
@@ -222,7 +256,7 @@ def fit(model: nn.Module, train_dl: DataLoader, cfg: Config, run_dir, eval_fn: C
     if resume and not run_dir.is_dir(): raise FileNotFoundError(f"resume: run directory {run_dir} does not exist")
     if cfg.head_init not in HEAD_INITS: raise ValueError(f"head_init={cfg.head_init!r}: expected one of {HEAD_INITS}")
     cbs = [CheckpointCB(resume), HeadCentringCB(), DDPCB(find_unused_parameters), MixedPrecisionCB(), AccumulateCB(), CompileCB(),
-           ScheduleCB(), ClipCB(), ClampScalesCB(), NaNStopCB(), HistoryCB(), ProgressCB(progress)]
+           ScheduleCB(), ClipCB(), ClampScalesCB(), NaNStopCB(), HistoryCB(), ProgressCB(progress), EpochWeightsCB()]
     if on_step is not None: cbs.append(LambdaCB(after_update=lambda learn: on_step(learn.step, learn.history[-1])))
     if eval_fn is not None: cbs.append(EvalCB(eval_fn))
     return train_result(Learner(model, train_dl, cfg, run_dir, cbs).fit())

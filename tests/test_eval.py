@@ -12,8 +12,8 @@ from alta_nb.eval_sets import (CHEXPERT_5, CHEXPERT_8, CHEXPERT_LABELS, RSNA_CLA
                                check_images, chexpert_5x200, chexpert_8x200, exclusive_mask, gloria_5x200_mask,
                                official_lists, convirt_text_queries, read_alta_rsna_list, read_id_list, rsna_gloria_split,
                                rsna_patient_labels, shipped_set, shipped_sums, write_id_list)
-from alta_nb.retrieval import (CHEXPERT8_TEXT_QUERIES, bootstrap_ci, clean_text, img2txt, precision_at_k, rank_candidates,
-                               similarity)
+from alta_nb.retrieval import (CHEXPERT8_TEXT_QUERIES, NEGATION_FINDINGS, bootstrap_ci, clean_text, img2txt, mean_pairwise_cos,
+                               negation_cos, precision_at_k, rank_candidates, similarity)
 from alta_nb.evaluate import (THRESHOLDS, EvalSuite, auroc, best_threshold, binary_counts_metrics, class_prompts,
                               cv_threshold_metrics, evaluate, multiclass_zeroshot, rsna_zeroshot)
 
@@ -380,6 +380,44 @@ def test_evaluate_on_an_oracle(monkeypatch):
         assert out[k] == pytest.approx(1.0), (k, out[k])
     assert out['img2txt_p_at_100'] == pytest.approx(0.5) and out['img2txt_k_cap'] == 24   # capped: the whole set
     assert out['rsna_auroc_lo'] <= out['rsna_auroc'] <= out['rsna_auroc_hi']
+    # diagnostics: 24 unit one-hot images, 12 per class: cos 1 within a class, 0 across -> 2*12*11 of 24*23 ordered pairs
+    assert out['img_emb_mean_cos'] == pytest.approx(2 * 12 * 11 / (24 * 23))
+    assert out['negation_cos'] == pytest.approx(1.0)                   # the oracle's text side ignores "no"
+    from sklearn.metrics import accuracy_score, f1_score
+    gt, ones = [l == 'Pneumonia' for l in rs.items.label], [True] * len(rs)
+    assert out['rsna_all_pos_acc'] == pytest.approx(accuracy_score(gt, ones)) and out['rsna_all_pos_f1'] == pytest.approx(f1_score(gt, ones))
+    assert 0 < out['txt_emb_mean_cos'] < 1
+
+# ---------------------------------------------------------------- collapse and negation diagnostics (#16)
+def test_mean_pairwise_cos_is_the_hand_loop():
+    E = np.random.default_rng(3).standard_normal((9, 5)) * np.arange(1, 10)[:, None]   # rows of different lengths
+    want = np.mean([E[i] @ E[j] / (np.linalg.norm(E[i]) * np.linalg.norm(E[j])) for i in range(9) for j in range(9) if i != j])
+    assert mean_pairwise_cos(E) == pytest.approx(want, abs=1e-6)
+    assert mean_pairwise_cos(torch.tensor([[1., 0.], [-1., 0.]])) == pytest.approx(-1.0)
+    assert mean_pairwise_cos(torch.tensor([[2., 1.], [4., 2.], [6., 3.]])) == pytest.approx(1.0)    # collapsed: one direction
+    with pytest.raises(ValueError, match=r'expected embeddings \(N >= 2, D\), got shape \(1, 3\)'): mean_pairwise_cos(np.ones((1, 3)))
+
+class _Bag(torch.nn.Module):
+    "Text = sum of a fixed random vector per token id (of the test's `_Tok`); ids in `deaf` are ignored."
+    def __init__(self, deaf=()):
+        super().__init__(); self.W = torch.nn.Parameter(torch.randn(100, 8, generator=torch.Generator().manual_seed(1))); self.deaf = set(deaf)
+    def encode_text(self, ids, mask, normalize=True):
+        keep = torch.tensor([[bool(m) and i not in self.deaf for i, m in zip(r, mr)] for r, mr in zip(ids.tolist(), mask.tolist())])
+        e = (self.W[ids] * keep[..., None]).sum(1)
+        return torch.nn.functional.normalize(e, dim=-1) if normalize else e
+
+def test_negation_cos_against_a_hand_bag_of_words():
+    from types import SimpleNamespace
+    cfg, tok, m = SimpleNamespace(max_text_len=16, embed_dim=8), _Tok(), _Bag()
+    W = m.W.detach().numpy().astype(np.float64)
+    def vec(t):
+        v = sum(W[1 + (sum(map(ord, w)) % 97)] for w in t.split()); return v / np.linalg.norm(v)
+    want = np.mean([vec(f'There is {x}') @ vec(f'There is no {x}') for x in NEGATION_FINDINGS])
+    assert negation_cos(m, tok, cfg) == pytest.approx(want, abs=1e-5)
+    assert want < 0.999                                                                   # the test can fail: "no" matters
+    no_id = tok(['no'])['input_ids'][0, 0].item()
+    assert negation_cos(_Bag(deaf={no_id}), tok, cfg, ['edema', 'pneumonia']) == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(ValueError, match='non-empty list of finding names'): negation_cos(m, tok, cfg, findings=[])
 
 # ---------------------------------------------------------------- the ordinal check at the teach profile
 @pytest.mark.slow
