@@ -15,7 +15,7 @@ from alta_nb.docs import build_docs, lesson_notebooks, remote_refs
 
 CHROMIUM = Path('/usr/bin/chromium')
 RUN = runs_dir()/'smoke'
-TOOLS = ('docs', 'reproduce')                          # modules of the tool notebooks 98/99, which have no lesson page
+TOOLS = ('docs', 'reproduce', 'status')                # modules of the tool notebooks 97-99, which have no lesson page
 VOID = {'area', 'base', 'br', 'col', 'embed', 'hr', 'img', 'input', 'link', 'meta', 'source', 'track', 'wbr'}
 
 
