@@ -14,9 +14,9 @@ from .compute import equal_compute_epochs, step_flops
 
 # %% auto #0
 __all__ = ['VARIANTS', 'HEADLINE', 'MECHANISMS', 'COMPARISONS', 'CHOICE_SEED', 'CHOICES', 'CURVE_VARIANTS', 'CURVE_METRICS',
-           'build_variant', 'profile_variants', 'validation_mrr', 'choose_on_validation', 'run_ablations', 'verdicts',
-           'learning_curves', 'variant_config', 'step_train_flops', 'curve_epochs', 'curve_metrics', 'compute_curve',
-           'compute_curves', 'flops_to_match', 'plot_compute_curve']
+           'variant_config', 'build_variant', 'profile_variants', 'validation_mrr', 'choose_on_validation',
+           'run_ablations', 'verdicts', 'learning_curves', 'step_train_flops', 'curve_epochs', 'curve_metrics',
+           'compute_curve', 'compute_curves', 'flops_to_match', 'plot_compute_curve']
 
 # %% ../nbs/18_ablations.ipynb #0d096ab9
 VARIANTS: dict[str, dict] = {
@@ -35,19 +35,24 @@ COMPARISONS = [('mrm_features', 'random_init'), ('alta_multiview', 'random_init'
                ('alta_multiview_masked', 'alta_multiview')]
 
 # %% ../nbs/18_ablations.ipynb #ecd684ab
+def variant_config(name: str, cfg: Config, clip_epochs: int | None = None) -> tuple[str | None, Config]:
+    "(kind, config) the engine trains variant `name` with (`clip_scratch`: the equal-compute epochs)."
+    if name not in VARIANTS: raise ValueError(f"unknown variant {name!r}; choose one of {list(VARIANTS)}")
+    v = dict(VARIANTS[name]); kind = v.pop('kind')
+    if v.pop('equal_compute', False): v['epochs'] = clip_epochs or equal_compute_epochs(cfg)[0]
+    return kind, cfg.replace(**v)
+
 def build_variant(name: str, cfg: Config, clip_epochs: int | None = None):
     "The model of variant `name` for `cfg` (trained through the engine's cache)."
     from alta_nb.stages import pretrained
     from alta_nb.alta import build_model
-    if name not in VARIANTS: raise ValueError(f"unknown variant {name!r}; choose one of {list(VARIANTS)}")
-    v = dict(VARIANTS[name]); kind = v.pop('kind'); equal = v.pop('equal_compute', False)
+    kind, c = variant_config(name, cfg, clip_epochs)
     if kind is None:                          # same tokenizer as the trained ones, so texts are comparable
         tok = pretrained(cfg, 'alta').tokenizer
         seed_everything(cfg.seed)
         m = build_model(cfg, kind='alta', tokenizer=tok, device='cpu').eval(); m.tokenizer = tok
         return m
-    if equal: v['epochs'] = clip_epochs or equal_compute_epochs(cfg)[0]
-    m = pretrained(cfg, kind, **v)
+    m = pretrained(c, kind)
     if getattr(m, 'tokenizer', None) is None: m.tokenizer = pretrained(cfg, 'alta').tokenizer
     return m.eval()
 
@@ -130,10 +135,8 @@ def learning_curves(cfg: Config, variants=None, clip_epochs: int | None = None) 
     from alta_nb.stages import model_dir
     rows = []
     for name in variants or VARIANTS:
-        v = dict(VARIANTS[name]); kind = v.pop('kind'); equal = v.pop('equal_compute', False)
+        kind, c = variant_config(name, cfg, clip_epochs)
         if kind is None: continue
-        if equal: v['epochs'] = clip_epochs or equal_compute_epochs(cfg)[0]
-        c = cfg.replace(**v)
         f = model_dir(c, kind)/'run'/'metrics.csv'
         if not f.exists(): continue
         h = pd.read_csv(f)
@@ -144,13 +147,6 @@ def learning_curves(cfg: Config, variants=None, clip_epochs: int | None = None) 
 # %% ../nbs/18_ablations.ipynb #ce986c06
 CURVE_VARIANTS = ('alta_multiview', 'clip_scratch')
 CURVE_METRICS = ('txt2img_p_at_10', 'zeroshot_chexpert_acc')
-
-def variant_config(name: str, cfg: Config, clip_epochs: int | None = None) -> tuple[str | None, Config]:
-    "(kind, config) the engine trains variant `name` with (`clip_scratch`: the equal-compute epochs)."
-    if name not in VARIANTS: raise ValueError(f"unknown variant {name!r}; choose one of {list(VARIANTS)}")
-    v = dict(VARIANTS[name]); kind = v.pop('kind')
-    if v.pop('equal_compute', False): v['epochs'] = clip_epochs or equal_compute_epochs(cfg)[0]
-    return kind, cfg.replace(**v)
 
 def step_train_flops(cfg: Config, kind: str) -> float:
     "Training FLOPs of one optimizer step of `kind` at `cfg`: lesson 12's FLOPs per sample × the global batch."

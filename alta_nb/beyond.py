@@ -122,10 +122,14 @@ def embed_bench(model, bench: BeyondBench, cfg: Config, views=VIEW_ORDER, batch_
 
 # %% ../nbs/20_beyond.ipynb #8e185de3
 def balanced_accuracy(y, pred) -> float:
-    "Mean over the classes present in `y` of the fraction of their items predicted as that class (per-class recall)."
+    "Mean over the classes present in `y` of the fraction of their items predicted as that class (per-class recall; sklearn's)."
     y, pred = np.asarray(y), np.asarray(pred)
     if len(y) != len(pred) or not len(y): raise ValueError(f"balanced_accuracy: {len(y)} labels and {len(pred)} predictions (need equal, > 0)")
-    return float(np.mean([(pred[y == c] == c).mean() for c in np.unique(y)]))
+    from sklearn.metrics import balanced_accuracy_score
+    import warnings
+    with warnings.catch_warnings():      # a predicted class absent from `y` is fine here: it only costs recall
+        warnings.simplefilter('ignore', UserWarning)
+        return float(balanced_accuracy_score(y, pred))
 
 def lateral_prompts(findings=LATERAL_FINDINGS) -> dict:
     return {f: {'absent': [f'There is no {x}'], 'present': [f'There is {x}']} for f, x in findings.items()}
