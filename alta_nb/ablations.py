@@ -29,7 +29,8 @@ VARIANTS: dict[str, dict] = {
     'alta_multiview_masked': dict(kind='alta', n_views=4, multiview='masked'),
 }
 HEADLINE = ['img2img_p_at_10', 'txt2img_p_at_10', 'img2txt_p_at_10', 'zeroshot_chexpert_acc', 'rsna_auroc']
-MECHANISMS = ['img_emb_mean_cos', 'txt_emb_mean_cos', 'negation_cos', 'rsna_acc', 'rsna_f1', 'rsna_all_pos_acc', 'rsna_all_pos_f1']  # why, not how well (15/16)
+MECHANISMS = ['img_emb_mean_cos', 'txt_emb_mean_cos', 'negation_cos', 'img_feat_mean_cos', 'rsna_acc', 'rsna_f1', 'rsna_all_pos_acc',
+              'rsna_all_pos_f1', 'logit_scale']  # why, not how well (15/16)
 COMPARISONS = [('mrm_features', 'random_init'), ('alta_multiview', 'random_init'), ('alta_multiview', 'clip_scratch'),
                ('alta_frontal_lateral', 'alta_frontal'), ('alta_multiview', 'alta_frontal'),
                ('alta_multiview_masked', 'alta_multiview')]

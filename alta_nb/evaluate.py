@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from .eval_sets import EvalSet, CHEXPERT_5, CHEXPERT_8, RSNA_CLASSES
 from .retrieval import (CHEXPERT8_TEXT_QUERIES, similarity, precision_at_k, bootstrap_ci, embed_images, mean_pairwise_cos,
-                               embed_studies, embed_texts, clean_text, encode_text_raw, _tokenize, _autocast, negation_cos)
+                               embed_studies, embed_texts, clean_text, encode_text_raw, _tokenize, _autocast, collapse_diagnostics)
 
 # %% auto #0
 __all__ = ['CHEXPERT_CLASS_PROMPTS', 'RSNA_PROMPTS', 'THRESHOLDS', 'COMPARED', 'class_prompts', 'check_prompts',
@@ -280,7 +280,7 @@ def evaluate(model, suite: EvalSuite, cfg, tokenizer=None, views: str = 'single'
           (lambda es: embed_images(model, es, cfg, cache=cache))
     out = retrieval_metrics(model, tokenizer, suite, cfg, emb)
     i5 = emb(suite.chexpert_5x200)
-    out.update(img_emb_mean_cos=mean_pairwise_cos(i5), negation_cos=negation_cos(model, tokenizer, cfg))
+    out.update(collapse_diagnostics(model, tokenizer, suite.chexpert_5x200, i5, cfg, cache))
     out.update(img2txt_metrics(model, tokenizer, suite.chexpert_5x200, i5, cfg))
     out.update(chexpert_zeroshot_metrics(model, tokenizer, suite, i5, cfg))
     out.update(rsna_metrics(model, tokenizer, suite, cfg, cache, rsna_pixels))

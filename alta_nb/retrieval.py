@@ -16,8 +16,8 @@ from .eval_sets import EvalSet, check_images
 # %% auto #0
 __all__ = ['VIEW_ORDER', 'CHEXPERT8_TEXT_QUERIES', 'NEGATION_FINDINGS', 'rank_candidates', 'precision_at_k', 'similarity',
            'retrieval_scores', 'img2img', 'txt2img', 'img2txt', 'bootstrap_ci', 'model_fingerprint', 'image_dataset',
-           'embed_images', 'encode_text_raw', 'embed_texts', 'study_views', 'embed_studies', 'clean_text',
-           'mean_pairwise_cos', 'negation_cos']
+           'image_features', 'embed_images', 'encode_text_raw', 'embed_texts', 'study_views', 'embed_studies',
+           'clean_text', 'mean_pairwise_cos', 'negation_cos', 'collapse_diagnostics']
 
 # %% ../nbs/15_eval_retrieval.ipynb #6029869b
 def _as_tensor(x, dtype=None) -> torch.Tensor:
@@ -116,9 +116,14 @@ def image_dataset(es: EvalSet, cfg):
     from alta_nb.data import ImageListDataset
     return ImageListDataset(list(es.items['path']), check_images(es), cfg)
 
+def image_features(model, images: torch.Tensor) -> torch.Tensor:
+    "Pooled single-image features *before* the projection head (ALTA's `image.encode_single`); a model without a head (MRM) gives `encode_image`."
+    return model.image.encode_single(images) if hasattr(model, 'image') else model.encode_image(images)
+
 @torch.no_grad()
-def embed_images(model, es: EvalSet, cfg, batch_size: int = 64, cache: bool = True, dataset=None) -> torch.Tensor:
-    "L2-normalised single-image embeddings (N, D) of `es`: view 0, time 0 (the paper's protocol)."
+def embed_images(model, es: EvalSet, cfg, batch_size: int = 64, cache: bool = True, dataset=None, features: bool = False) -> torch.Tensor:
+    "L2-normalised single-image embeddings (N, D) of `es`: view 0, time 0 (the paper's protocol); `features`: before the head (`image_features`)."
+    enc = (lambda x: image_features(model, x)) if features else model.encode_image
     def compute():
         ds = dataset if dataset is not None else image_dataset(es, cfg)
         dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=cfg.num_workers)
@@ -127,9 +132,9 @@ def embed_images(model, es: EvalSet, cfg, batch_size: int = 64, cache: bool = Tr
         model.eval()
         for x in dl:
             x = x[0] if isinstance(x, (tuple, list)) else x
-            with _autocast(dev): out.append(F.normalize(model.encode_image(x.to(dev)).float(), dim=-1).cpu())
+            with _autocast(dev): out.append(F.normalize(enc(x.to(dev)).float(), dim=-1).cpu())
         return torch.cat(out)
-    return _cached(model, f'img-{es.sha256[:16]}-{cfg.image_size}', compute, cache)
+    return _cached(model, f'img-{es.sha256[:16]}-{cfg.image_size}' + ('-feat' if features else ''), compute, cache)
 
 # %% ../nbs/15_eval_retrieval.ipynb #da01456f
 def _tokenize(tokenizer, texts, cfg):
@@ -286,3 +291,11 @@ def negation_cos(model, tokenizer, cfg, findings=NEGATION_FINDINGS) -> float:
     f = list(findings)
     e = embed_texts(model, tokenizer, [f'There is {x}' for x in f] + [f'There is no {x}' for x in f], cfg, cache=False)
     return float((e[:len(f)].double() * e[len(f):].double()).sum(-1).mean())
+
+# %% ../nbs/15_eval_retrieval.ipynb #featcos1
+def collapse_diagnostics(model, tokenizer, es: EvalSet, emb, cfg, cache: bool = True) -> dict:
+    "`img_emb_mean_cos` of `es`'s embeddings `emb`, `img_feat_mean_cos` of its images before the head, `negation_cos`, `logit_scale` (models with one)."
+    out = dict(img_emb_mean_cos=mean_pairwise_cos(emb), negation_cos=negation_cos(model, tokenizer, cfg),
+               img_feat_mean_cos=mean_pairwise_cos(embed_images(model, es, cfg, cache=cache, features=True)))
+    if hasattr(model, 'logit_scale'): out['logit_scale'] = float(model.logit_scale.detach().exp())
+    return out
