@@ -514,6 +514,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'alta_nb.stages.text_stand_in': ('stages.html#text_stand_in', 'alta_nb/stages.py')},
             'alta_nb.status': { 'alta_nb.status._cell': ('status.html#_cell', 'alta_nb/status.py'),
                                 'alta_nb.status.claim_rows': ('status.html#claim_rows', 'alta_nb/status.py'),
+                                'alta_nb.status.evidence': ('status.html#evidence', 'alta_nb/status.py'),
                                 'alta_nb.status.lookup': ('status.html#lookup', 'alta_nb/status.py'),
                                 'alta_nb.status.main_status': ('status.html#main_status', 'alta_nb/status.py'),
                                 'alta_nb.status.md_table': ('status.html#md_table', 'alta_nb/status.py'),
