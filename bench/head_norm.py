@@ -21,13 +21,13 @@ KEYS = ['img_feat_mean_cos', 'img_emb_mean_cos', 'txt_emb_mean_cos', 'logit_scal
         'txt2img_p_at_10', 'img2txt_p_at_10', 'zeroshot_chexpert_acc', 'rsna_auroc', 'rsna_f1']
 
 
-def link_pretraining(share: Path, runs: Path):
-    "Link the data and the MRM / stand-in models of a finished run's cache into this bench's cache (never its ALTA models)."
+def link_pretraining(share: Path, runs: Path, kinds=('mrm-', 'text_rsm-')):
+    "Link the data and the `kinds` models of a finished run's cache into this bench's cache (the patched arm: never ALTA's)."
     (runs/'data'/'models').mkdir(parents=True, exist_ok=True)
     for d in share.iterdir():
         if d.name not in ('models', 'embeddings') and not (runs/'data'/d.name).exists(): (runs/'data'/d.name).symlink_to(d.resolve())
     for m in (share/'models').iterdir():
-        if m.name.startswith(('mrm-', 'text_rsm-')) and not (runs/'data'/'models'/m.name).exists():
+        if m.name.startswith(kinds) and not (runs/'data'/'models'/m.name).exists():
             (runs/'data'/'models'/m.name).symlink_to(m.resolve())
 
 
@@ -73,7 +73,7 @@ def main():
     rows = []
     for s in [int(x) for x in a.seeds.split(',')]:
         for name in ('control', 'batchnorm'):
-            if a.share: link_pretraining(Path(a.share), runs/name)
+            if a.share: link_pretraining(Path(a.share), runs/name, ('mrm-', 'text_rsm-') + (('alta-',) if name == 'control' else ()))
             if name != 'control' and (runs/'control'/'data'/'models').is_dir(): link_pretraining(runs/'control'/'data', runs/name)
             env = dict(os.environ, ALTA_RUNS=str(runs/name), HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1')
             p = subprocess.run([sys.executable, __file__, '--arm', name, '--seed', str(s), '--profile', a.profile,
