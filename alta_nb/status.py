@@ -10,7 +10,7 @@ import pandas as pd
 from .core import repo_root, atomic_write
 
 # %% auto #0
-__all__ = ['TARGETS', 'A', 'EVIDENCE', 'OPS', 'BEGIN', 'END', 'read_run', 'lookup', 'evidence', 'target_rows', 'claim_rows',
+__all__ = ['TARGETS', 'EVIDENCE', 'OPS', 'BEGIN', 'END', 'read_run', 'lookup', 'evidence', 'target_rows', 'claim_rows',
            'md_table', 'status_markdown', 'update_readme', 'readme_block', 'main_status']
 
 # %% ../nbs/97_status.ipynb #st0006
@@ -28,18 +28,18 @@ TARGETS = [  # (what, stem, metric, op, bound): the teach profile's targets
     ("ALTA reaches CLIP's final zero-shot accuracy at this fraction of CLIP's FLOPs", '18_ablations', 'alta_flops_to_match_clip_zeroshot_chexpert_acc', 'lt', 0.2),
     ('the whole run on 2 CPU cores, minutes', 'timings', 'total_min', 'le', 45),
 ]
-A = 'abl_alta_multiview'
+_A = 'abl_alta_multiview'   # the headline model's prefix in 18's metrics
 EVIDENCE = {  # target metric: [(label, stem, metric)] — the run's numbers that say why
     'mae_masked_mse_over_mean': [('oracle (truth at encoder resolution)', '05_mrm', 'mae_oracle_input_res'),
                                  ('fall over the last scored epochs', '05_mrm', 'mae_curve_last_drop')],
-    f'{A}_img_emb_mean_cos_mean': [('before the head', '18_ablations', f'{A}_img_feat_mean_cos_mean'),
+    f'{_A}_img_emb_mean_cos_mean': [('before the head', '18_ablations', f'{_A}_img_feat_mean_cos_mean'),
                                    ('random-init tower before the head', '18_ablations', 'abl_random_init_img_feat_mean_cos_mean'),
-                                   ('logit_scale (init 1/0.07)', '18_ablations', f'{A}_logit_scale_mean')],
-    f'{A}_txt_emb_mean_cos_mean': [('CLIP from scratch', '18_ablations', 'abl_clip_scratch_txt_emb_mean_cos_mean')],
-    f'{A}_negation_cos_mean': [('the stand-in before alignment', '13_stages', 'standin_negation_cos'),
+                                   ('logit_scale (init 1/0.07)', '18_ablations', f'{_A}_logit_scale_mean')],
+    f'{_A}_txt_emb_mean_cos_mean': [('CLIP from scratch', '18_ablations', 'abl_clip_scratch_txt_emb_mean_cos_mean')],
+    f'{_A}_negation_cos_mean': [('the stand-in before alignment', '13_stages', 'standin_negation_cos'),
                                ('CLIP from scratch', '18_ablations', 'abl_clip_scratch_negation_cos_mean')],
-    **{f'{A}_rsna_{m}_margin': [('mean', '18_ablations', f'{A}_rsna_{m}_mean'), ('sd', '18_ablations', f'{A}_rsna_{m}_sd'),
-                                ('all-positive rule', '18_ablations', f'{A}_rsna_all_pos_{m}_mean')] for m in ('acc', 'f1')},
+    **{f'{_A}_rsna_{m}_margin': [('mean', '18_ablations', f'{_A}_rsna_{m}_mean'), ('sd', '18_ablations', f'{_A}_rsna_{m}_sd'),
+                                ('all-positive rule', '18_ablations', f'{_A}_rsna_all_pos_{m}_mean')] for m in ('acc', 'f1')},
     'lateral_task_gap_beyond_spread': [('gap', '20_beyond', 'lateral_task_gap_headline'),
                                        ('sd seen', '20_beyond', 'lateral_task_acc_alta_frontal_lateral_sd'),
                                        ('sd masked', '20_beyond', 'lateral_task_acc_alta_frontal_lateral_lateral_masked_sd')],
