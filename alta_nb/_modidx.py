@@ -91,6 +91,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'alta_nb.compute.step_flops': ('compute.html#step_flops', 'alta_nb/compute.py'),
                                  'alta_nb.compute.train_flops': ('compute.html#train_flops', 'alta_nb/compute.py')},
             'alta_nb.core': { 'alta_nb.core.Config': ('core.html#config', 'alta_nb/core.py'),
+                              'alta_nb.core.Config.pretraining': ('core.html#config.pretraining', 'alta_nb/core.py'),
                               'alta_nb.core.Config.replace': ('core.html#config.replace', 'alta_nb/core.py'),
                               'alta_nb.core.Config.to_dict': ('core.html#config.to_dict', 'alta_nb/core.py'),
                               'alta_nb.core._DataConfig': ('core.html#_dataconfig', 'alta_nb/core.py'),

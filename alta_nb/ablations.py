@@ -67,7 +67,8 @@ def profile_variants(cfg: Config) -> list[str]:
 
 # %% ../nbs/18_ablations.ipynb #ebdc0ea1
 CHOICE_SEED = 100                                        # used to choose settings; never a reported seed
-CHOICES = {'head_init': ('default', 'centered')}        # what the protocol chooses on validation (one field at a time)
+CHOICES = {'head_init': ('default', 'centered'),         # what the protocol chooses on validation (one field at a time)
+           'train_text': (True, False)}                  # the stand-in trained whole, or frozen as the official code freezes CXR-BERT
 
 @torch.no_grad()
 def validation_mrr(model, cfg: Config) -> float:
@@ -85,10 +86,12 @@ def validation_mrr(model, cfg: Config) -> float:
 def choose_on_validation(cfg: Config, choices: dict = CHOICES, seed: int = CHOICE_SEED) -> tuple[dict, pd.DataFrame]:
     "For each field of `choices`: the option with the best `validation_mrr` at `seed`, and a table of every score."
     from alta_nb.stages import pretrained
+    from alta_nb.retrieval import negation_cos              # label-free, shown beside the choice, not used for it
     cs, rows = cfg.replace(seed=seed), []
     for field, options in choices.items():
         for opt in options:
-            rows.append(dict(field=field, option=opt, val_mrr=validation_mrr(pretrained(cs, 'alta', **{field: opt}), cs)))
+            m, co = pretrained(cs, 'alta', **{field: opt}), cs.replace(**{field: opt})
+            rows.append(dict(field=field, option=opt, val_mrr=validation_mrr(m, co), negation_cos=negation_cos(m, m.tokenizer, co)))
     t = pd.DataFrame(rows)
     chosen = {f: d.option.iloc[int(np.argmax(d.val_mrr.values))] for f, d in t.groupby('field', sort=False)}
     return chosen, t

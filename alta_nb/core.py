@@ -21,6 +21,8 @@ class _DataConfig:
     "The run and data fields of `Config`."
     profile: str = 'smoke'
     seed: int = 0
+    pretrain_seed: int = -1         # seed of the pretraining stages (their SynthCXR draw, tokenizer, MRM, text stand-in): -1 = `seed`;
+                                    # ≥ 0 = one pretraining that every seed aligns from, as the paper aligns from one MRM.pth
     device: str = 'auto'            # 'auto' = cuda → mps → cpu
     threads: int = 0                # torch CPU threads; 0 = torch's default. Smoke pins 1: the same sums on any machine
     # --- data
@@ -110,14 +112,18 @@ class Config(_TrainConfig):
 
     def to_dict(self) -> dict: return asdict(self)
 
+    def pretraining(self) -> 'Config':
+        "The config of the pretraining stages: this one, or its copy at `pretrain_seed` (one pretraining shared by every seed)."
+        return self if self.pretrain_seed < 0 else self.replace(seed=self.pretrain_seed)
+
 # %% ../nbs/00_core.ipynb #a0975dfd
 PROFILES: dict[str, dict[str, Any]] = {
     'smoke': dict(threads=1, train_text=True, text_rsm_steps=20, head_init='centered', epoch_weights=True),
     'teach': dict(n_subjects=160, studies_per_subject=4, synth_image_size=96, image_size=64, hires_size=128,
                   patch_size=8, vit_dim=128, vit_depth=4, vit_heads=4, decoder_dim=64, decoder_depth=2,
                   decoder_heads=4, text_dim=128, text_layers=2, text_heads=4, text_intermediate=256,
-                  vocab_size=2000, embed_dim=64, train_text=True, text_rsm_steps=300, head_init='centered', batch_size=16, epochs=24,
-                  mrm_epochs=30, lr=1e-3, ablation_skip='alta_multiview_masked',
+                  vocab_size=2000, embed_dim=64, train_text=True, text_rsm_steps=300, head_init='centered', batch_size=16, epochs=16,
+                  mrm_epochs=60, pretrain_seed=10, lr=1e-3, ablation_skip='alta_multiview_masked',
                   warmup_epochs=1.0, eval_per_class=100, bootstrap=500, n_seeds=3, epoch_weights=True),
     'paper': dict(synth_image_size=256, image_size=224, hires_size=448, patch_size=16, vit_dim=768,
                   vit_depth=12, vit_heads=12, decoder_dim=768, decoder_depth=4, decoder_heads=6,

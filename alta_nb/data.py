@@ -62,7 +62,7 @@ def get_tokenizer(cfg: Config, texts=None):
                                     f"yourself and point cxrbert_path at that folder")
         return AutoTokenizer.from_pretrained(str(p), local_files_only=True, trust_remote_code=False, model_max_length=cfg.max_text_len)
     if texts is None:
-        texts = alta_table(cfg, 'train').report.tolist()
+        texts = alta_table(cfg.pretraining(), 'train').report.tolist()   # the pretraining corpus's vocabulary, as CXR-BERT's is fixed
     texts = list(texts)
     key = hashlib.sha1(json.dumps(['words-v2', cfg.vocab_size, cfg.max_text_len, texts]).encode()).hexdigest()[:16]   # bump on a new vocab rule
     f = data_dir()/'tokenizers'/f'wordpiece_{cfg.vocab_size}_{key}.json'

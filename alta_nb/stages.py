@@ -28,6 +28,7 @@ _ALIGNMENT_ONLY_FIELDS = {'epochs', 'n_views', 'multiview', 'adapter_ratio', 'ad
 
 def model_key(cfg: Config, kind: str) -> str:
     "A short hash of the config fields that determine the trained weights of `kind`, and of the code."
+    if kind in ('mrm', 'text_rsm'): cfg = cfg.pretraining()      # at `pretrain_seed` when one pretraining is shared
     d = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_WEIGHT_FIELDS}
     if kind in ('mrm', 'text_rsm'):      # the pretraining stages
         drop = _ALIGNMENT_ONLY_FIELDS - ({'text_rsm_steps'} if kind == 'text_rsm' else set())
@@ -75,7 +76,7 @@ def _train_cached(cfg: Config, kind: str, init: Callable | None, progress: bool)
 def pretrained(cfg: Config, kind: str = 'alta', progress: bool = False, **overrides) -> nn.Module:
     "A trained `kind` model for `cfg` (+ overrides): cached under `data_dir()/models`; MRM is pretrained first unless `cfg.mrm_checkpoint`."
     cfg = cfg.replace(**overrides) if overrides else cfg
-    if kind == 'mrm': return _train_cached(cfg, 'mrm', None, progress)[0]
+    if kind == 'mrm': return _train_cached(cfg.pretraining(), 'mrm', None, progress)[0]
     if kind in ('alta', 'alta_full'):
         if cfg.mrm_checkpoint:
             path = Path(cfg.mrm_checkpoint)
@@ -161,6 +162,7 @@ def text_stand_in(cfg: Config, mrm_state: dict | None = None, progress: bool = F
     "State of the stand-in text tower (`mlm.*`, `cls_projection_head.*`): MRM's report BERT + `cfg.text_rsm_steps` of RSM, cached."
     from alta_nb.text import build_text_tower
     from alta_nb.data import get_tokenizer
+    cfg = cfg.pretraining()                      # a pretraining stage: its seed's corpus when one is shared
     final = model_dir(cfg, 'text_rsm')
     cached = bool(cfg.text_rsm_steps) and (final/'model.safetensors').is_file()
     if mrm_state is None and not cached: mrm_state = pretrained(cfg, 'mrm', progress).state_dict()

@@ -37,6 +37,7 @@ EVIDENCE = {  # target metric: [(label, stem, metric)] — the run's numbers tha
                                    ('logit_scale (init 1/0.07)', '18_ablations', f'{_A}_logit_scale_mean')],
     f'{_A}_txt_emb_mean_cos_mean': [('CLIP from scratch', '18_ablations', 'abl_clip_scratch_txt_emb_mean_cos_mean')],
     f'{_A}_negation_cos_mean': [('the stand-in before alignment', '13_stages', 'standin_negation_cos'),
+                               ('aligned, stand-in frozen (choice seed)', '18_ablations', 'val_negation_cos_train_text_False'),
                                ('CLIP from scratch', '18_ablations', 'abl_clip_scratch_negation_cos_mean')],
     **{f'{_A}_rsna_{m}_margin': [('mean', '18_ablations', f'{_A}_rsna_{m}_mean'), ('sd', '18_ablations', f'{_A}_rsna_{m}_sd'),
                                 ('all-positive rule', '18_ablations', f'{_A}_rsna_all_pos_{m}_mean')] for m in ('acc', 'f1')},
