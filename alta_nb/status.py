@@ -120,6 +120,9 @@ def status_markdown(fig_dir, profile: str = 'teach') -> str:
             "difference exceeds the two seed spreads added; `sign_test_p` is the paired sign test's p when every seed agrees in sign (1.0 otherwise).")
     slow = sorted(((v, k) for k, v in timings.items() if k != 'total'), reverse=True)[:3]
     if slow: head += ' Slowest notebooks: ' + ', '.join(f'`{k}` {v / 60:.1f} min' for v, k in slow) + '.'
+    chosen = {k[len('chosen_'):]: o for k, o in abl.items() if k.startswith('chosen_')}
+    if chosen: head += ' Chosen on validation: ' + ', '.join(
+        f'`{k} = {o}` (the profile {"agrees" if abl.get(f"profile_agrees_{k}") else "differs"})' for k, o in chosen.items()) + '.'
     cols = ['metric', 'a', 'b', 'diff', 'sd_a', 'sd_b', 'same_sign_every_seed', 'sign_test_p']
     held = v[v.beyond_spread] if len(v) else v
     out = [BEGIN.format(profile=profile), '', head, '', '**Holds beyond the seed spread**', '', *md_table(held, cols), '',
