@@ -28,9 +28,10 @@ _ALIGNMENT_ONLY_FIELDS = {'epochs', 'n_views', 'multiview', 'adapter_ratio', 'ad
 
 def model_key(cfg: Config, kind: str) -> str:
     "A short hash of the config fields that determine the trained weights of `kind`, and of the code."
-    if kind in ('mrm', 'text_rsm'): cfg = cfg.pretraining()      # at `pretrain_seed` when one pretraining is shared
+    pre = kind in ('mrm', 'text_rsm')    # the pretraining stages: at `pretrain_seed` when one pretraining is shared
+    if pre: cfg = cfg.pretraining()
     d = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_WEIGHT_FIELDS}
-    if kind in ('mrm', 'text_rsm'):      # the pretraining stages
+    if pre:
         drop = _ALIGNMENT_ONLY_FIELDS - ({'text_rsm_steps'} if kind == 'text_rsm' else set())
         d = {k: v for k, v in d.items() if k not in drop} | {'epochs': cfg.mrm_epochs}
     return f"{kind}-{hashlib.sha256(json.dumps([kind, d, code_version()], sort_keys=True).encode()).hexdigest()[:12]}"

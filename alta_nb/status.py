@@ -53,7 +53,6 @@ EVIDENCE = {  # target metric: [(label, stem, metric)] — the run's numbers tha
        for m in ('txt2img_p_at_10', 'zeroshot_chexpert_acc')},
 }
 
-
 # %% ../nbs/97_status.ipynb #d5143073
 OPS = {'le': ('≤', lambda v, b: v <= b), 'lt': ('<', lambda v, b: v < b), 'ge': ('≥', lambda v, b: v >= b),
        'gt': ('>', lambda v, b: v > b), 'is': ('is', lambda v, b: v is b)}
