@@ -15,8 +15,8 @@ from .compute import equal_compute_epochs, step_flops
 # %% auto #0
 __all__ = ['VARIANTS', 'HEADLINE', 'MECHANISMS', 'COMPARISONS', 'CHOICE_SEED', 'CHOICES', 'CURVE_VARIANTS', 'CURVE_METRICS',
            'variant_config', 'build_variant', 'profile_variants', 'validation_mrr', 'choose_on_validation',
-           'run_ablations', 'verdicts', 'learning_curves', 'step_train_flops', 'curve_epochs', 'curve_metrics',
-           'compute_curve', 'compute_curves', 'flops_to_match', 'plot_compute_curve']
+           'validation_curve', 'run_ablations', 'verdicts', 'learning_curves', 'step_train_flops', 'curve_epochs',
+           'curve_metrics', 'compute_curve', 'compute_curves', 'flops_to_match', 'plot_compute_curve']
 
 # %% ../nbs/18_ablations.ipynb #0d096ab9
 VARIANTS: dict[str, dict] = {
@@ -95,6 +95,22 @@ def choose_on_validation(cfg: Config, choices: dict = CHOICES, seed: int = CHOIC
     t = pd.DataFrame(rows)
     chosen = {f: d.option.iloc[int(np.argmax(d.val_mrr.values))] for f, d in t.groupby('field', sort=False)}
     return chosen, t
+
+# %% ../nbs/18_ablations.ipynb #539adcde
+def validation_curve(cfg: Config, seed: int = CHOICE_SEED) -> pd.DataFrame:
+    "`validation_mrr` of the `seed`'s ALTA model after every kept epoch (rows epoch, val_mrr); needs `cfg.epoch_weights`."
+    from alta_nb.stages import pretrained, model_dir
+    from alta_nb.train import list_epoch_weights, load_epoch_weights
+    cs = cfg.replace(seed=seed)
+    model = pretrained(cs, 'alta'); own, rows = dict(model.named_parameters()), []
+    files = list_epoch_weights(model_dir(cs, 'alta')/'run')
+    if not files: raise ValueError(f"{model_dir(cs, 'alta')/'run'/'epochs'}: no epoch weights (train with epoch_weights=True)")
+    for f in files:
+        sd, meta = load_epoch_weights(f)
+        with torch.no_grad():
+            for k, v in sd.items(): own[k].copy_(v)
+        rows.append(dict(epoch=meta['epoch'], val_mrr=validation_mrr(model, cs)))
+    return pd.DataFrame(rows)
 
 # %% ../nbs/18_ablations.ipynb #1f9b343f
 def run_ablations(cfg: Config, suite, seeds, variants=None, clip_epochs: int | None = None, log=print) -> pd.DataFrame:

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['PROFILES', 'Config', 'get_config', 'parse_overrides', 'seed_everything', 'get_device', 'repo_root', 'runs_dir',
-           'data_dir', 'resolve_run_dir', 'notebook_setup', 'atomic_write', 'save_metrics', 'save_figure']
+__all__ = ['PROFILES', 'Config', 'get_config', 'parse_overrides', 'seed_everything', 'seeded', 'get_device', 'repo_root',
+           'runs_dir', 'data_dir', 'resolve_run_dir', 'notebook_setup', 'atomic_write', 'save_metrics', 'save_figure']
 
 # %% ../nbs/00_core.ipynb #70d8b26d
 @dataclass
@@ -122,7 +122,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     'teach': dict(n_subjects=160, studies_per_subject=4, synth_image_size=96, image_size=64, hires_size=128,
                   patch_size=8, vit_dim=128, vit_depth=4, vit_heads=4, decoder_dim=64, decoder_depth=2,
                   decoder_heads=4, text_dim=128, text_layers=2, text_heads=4, text_intermediate=256,
-                  vocab_size=2000, embed_dim=64, train_text=True, text_rsm_steps=300, head_init='centered', batch_size=16, epochs=16,
+                  vocab_size=2000, embed_dim=64, train_text=True, text_rsm_steps=300, head_init='centered', batch_size=16, epochs=10,
                   mrm_epochs=60, pretrain_seed=10, lr=1e-3, ablation_skip='alta_multiview_masked',
                   warmup_epochs=1.0, eval_per_class=100, bootstrap=500, n_seeds=3, epoch_weights=True),
     'paper': dict(synth_image_size=256, image_size=224, hires_size=448, patch_size=16, vit_dim=768,
@@ -185,6 +185,17 @@ def seed_everything(seed: int = 0, deterministic: bool = True) -> torch.Generato
         # deterministic mode also NaN-fills every new tensor (a bug detector): 12 % of a CPU teach step by torch.profiler; results unchanged
         torch.utils.deterministic.fill_uninitialized_memory = False
     return torch.Generator().manual_seed(seed)
+
+# %% ../nbs/00_core.ipynb #74978d0a
+@contextlib.contextmanager
+def seeded(seed: int):
+    "Run the block from `seed_everything(seed)`; afterwards the caller's Python, NumPy and torch streams continue untouched."
+    states = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+        try:
+            seed_everything(seed)
+            yield
+        finally: random.setstate(states[0]); np.random.set_state(states[1])
 
 # %% ../nbs/00_core.ipynb #294d6e6f
 def get_device(pref: str = 'auto') -> torch.device:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 import torch
 import torch.nn as nn
-from .core import Config, seed_everything, data_dir
+from .core import Config, seed_everything, seeded, data_dir
 from .weights import save_weights, load_weights
 from .learner import loader_tokenizer, lr_factor, write_history
 from .compute import code_version
@@ -168,15 +168,15 @@ def text_stand_in(cfg: Config, mrm_state: dict | None = None, progress: bool = F
     cached = bool(cfg.text_rsm_steps) and (final/'model.safetensors').is_file()
     if mrm_state is None and not cached: mrm_state = pretrained(cfg, 'mrm', progress).state_dict()
     if not cfg.text_rsm_steps: return mrm_state
-    seed_everything(cfg.seed)
-    tok = get_tokenizer(cfg)
-    tower = build_text_tower(cfg, tok, adapters=False)
-    if not cached:
-        res = tower.load_state_dict({k: v for k, v in mrm_state.items() if k.startswith('mlm.')}, strict=False)
-        if [k for k in res.missing_keys if k.startswith('mlm.')]: raise ValueError(f"MRM state lacks text keys {res.missing_keys[:3]}")
-        losses = rsm_pretrain(tower, tok, section_pairs(cfg), cfg, cfg.text_rsm_steps)
-        with _publish_dir(final) as tmp:
-            save_weights(tower, tmp/'model.safetensors')
-            write_history(tmp/'metrics.csv', [dict(step=i + 1, rsm_loss=l) for i, l in enumerate(losses)])
+    with seeded(cfg.seed):                       # its own stream: the caller's (an ALTA model's init) is left as it was
+        tok = get_tokenizer(cfg)
+        tower = build_text_tower(cfg, tok, adapters=False)
+        if not cached:
+            res = tower.load_state_dict({k: v for k, v in mrm_state.items() if k.startswith('mlm.')}, strict=False)
+            if [k for k in res.missing_keys if k.startswith('mlm.')]: raise ValueError(f"MRM state lacks text keys {res.missing_keys[:3]}")
+            losses = rsm_pretrain(tower, tok, section_pairs(cfg), cfg, cfg.text_rsm_steps)
+            with _publish_dir(final) as tmp:
+                save_weights(tower, tmp/'model.safetensors')
+                write_history(tmp/'metrics.csv', [dict(step=i + 1, rsm_loss=l) for i, l in enumerate(losses)])
     load_weights(tower, final/'model.safetensors')
     return tower.state_dict()
