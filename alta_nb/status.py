@@ -127,6 +127,8 @@ def status_markdown(fig_dir, profile: str = 'teach') -> str:
     chosen = {k[len('chosen_'):]: o for k, o in abl.items() if k.startswith('chosen_')}
     if chosen: head += ' Chosen on validation: ' + ', '.join(
         f'`{k} = {o}` (the profile {"agrees" if abl.get(f"profile_agrees_{k}") else "differs"})' for k, o in chosen.items()) + '.'
+    if 'val_curve_best_epoch' in abl: head += (f" How long to align: the chosen model's validation MRR peaks at epoch {abl['val_curve_best_epoch']} "
+                                               f"({abl['val_curve_best_mrr']:.3f}; {abl['val_curve_last_mrr']:.3f} at the last).")
     cols = ['metric', 'a', 'b', 'diff', 'sd_a', 'sd_b', 'same_sign_every_seed', 'sign_test_p']
     held = v[v.beyond_spread] if len(v) else v
     out = [BEGIN.format(profile=profile), '', head, '', '**Holds beyond the seed spread**', '', *md_table(held, cols), '',
