@@ -273,6 +273,8 @@ def golden_spec(stem: str, key: str, value, run: dict):
     if key.startswith('alta_flops_to_match_clip'):      # the first epoch past a chance-level value: the smoke value is no result
         return {'any': True, 'why': 'crossing of two chance-level curves at smoke; flops_to_match is unit-tested (tests/test_curves.py)'}
     if not isinstance(value, float) or math.isnan(value): return value
+    if key.endswith('_p_grid_steps'):      # the spread of near-equal probabilities: cancellation, so the claim is which side of 1 step
+        return ({'min': 0.0, 'max': 1.0} if value < 1 else {'min': 1.0}) | {'why': 'spread of near-equal floats, in threshold steps: held as < 1 or ≥ 1'}
     g = granularity(key, run)
     if g is not None:
         if key.endswith(('_lo', '_hi')) or '_lo_' in key or '_hi_' in key:     # a percentile of resamples of a few images
