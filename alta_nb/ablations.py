@@ -15,8 +15,8 @@ from .compute import equal_compute_epochs, step_flops
 # %% auto #0
 __all__ = ['VARIANTS', 'HEADLINE', 'MECHANISMS', 'COMPARISONS', 'CHOICE_SEED', 'CHOICES', 'CURVE_VARIANTS', 'CURVE_METRICS',
            'variant_config', 'build_variant', 'profile_variants', 'validation_mrr', 'choose_on_validation',
-           'validation_curve', 'run_ablations', 'verdicts', 'learning_curves', 'step_train_flops', 'curve_epochs',
-           'curve_metrics', 'compute_curve', 'compute_curves', 'flops_to_match', 'plot_compute_curve']
+           'restore_epoch', 'validation_curve', 'run_ablations', 'verdicts', 'learning_curves', 'step_train_flops',
+           'curve_epochs', 'curve_metrics', 'compute_curve', 'compute_curves', 'flops_to_match', 'plot_compute_curve']
 
 # %% ../nbs/18_ablations.ipynb #0d096ab9
 VARIANTS: dict[str, dict] = {
@@ -67,20 +67,19 @@ def profile_variants(cfg: Config) -> list[str]:
 
 # %% ../nbs/18_ablations.ipynb #ebdc0ea1
 CHOICE_SEED = 100                                        # used to choose settings; never a reported seed
-CHOICES = {'head_init': ('default', 'centered'),         # what the protocol chooses on validation (one field at a time)
+CHOICES = {'head_init': ('default', 'centered', 'batchnorm'),   # what the protocol chooses on validation (one field at a time)
            'train_text': (True, False)}                  # the stand-in trained whole, or frozen as the official code freezes CXR-BERT
 
 @torch.no_grad()
 def validation_mrr(model, cfg: Config) -> float:
     "Mean reciprocal rank of each SynthCXR validation study's own report among the validation reports (image → text)."
     from alta_nb.data import study_dataloader
+    from alta_nb.retrieval import mean_reciprocal_rank
     dl = study_dataloader(cfg, split='validate', shuffle=False, train=False, drop_last=False)
     model.eval(); img, txt = [], []
     for b in dl:
         img.append(model.encode_image(b['images'], b.get('view_mask'))); txt.append(model.encode_text(b['input_ids'], b['attention_mask']))
-    sim = torch.cat(img) @ torch.cat(txt).T
-    rank = (sim > sim.diag()[:, None]).sum(1) + 1        # 1 = its own report ranks first
-    return float((1.0 / rank.float()).mean())
+    return mean_reciprocal_rank(torch.cat(img) @ torch.cat(txt).T)     # 1 = its own report ranks first
 
 # %% ../nbs/18_ablations.ipynb #1bbe71b4
 def choose_on_validation(cfg: Config, choices: dict = CHOICES, seed: int = CHOICE_SEED) -> tuple[dict, pd.DataFrame]:
@@ -97,18 +96,27 @@ def choose_on_validation(cfg: Config, choices: dict = CHOICES, seed: int = CHOIC
     return chosen, t
 
 # %% ../nbs/18_ablations.ipynb #539adcde
+def restore_epoch(model: torch.nn.Module, path, what: str) -> dict:
+    "Put the tensors kept in epoch file `path` (trainable ones, norms' statistics) back into `model` (names, shapes checked); returns {'step', 'epoch'}."
+    from alta_nb.train import load_epoch_weights
+    sd, meta = load_epoch_weights(path)
+    own = dict(model.named_parameters()) | dict(model.named_buffers())
+    bad = [k for k, v in sd.items() if k not in own or own[k].shape != v.shape]
+    if bad: raise ValueError(f"{path}: tensor {bad[0]!r} does not fit {what} (weights of another config?)")
+    with torch.no_grad():
+        for k, v in sd.items(): own[k].copy_(v)
+    return meta
+
 def validation_curve(cfg: Config, seed: int = CHOICE_SEED) -> pd.DataFrame:
     "`validation_mrr` of the `seed`'s ALTA model after every kept epoch (rows epoch, val_mrr); needs `cfg.epoch_weights`."
     from alta_nb.stages import pretrained, model_dir
-    from alta_nb.train import list_epoch_weights, load_epoch_weights
+    from alta_nb.train import list_epoch_weights
     cs = cfg.replace(seed=seed)
-    model = pretrained(cs, 'alta'); own, rows = dict(model.named_parameters()), []
+    model, rows = pretrained(cs, 'alta'), []
     files = list_epoch_weights(model_dir(cs, 'alta')/'run')
     if not files: raise ValueError(f"{model_dir(cs, 'alta')/'run'/'epochs'}: no epoch weights (train with epoch_weights=True)")
     for f in files:
-        sd, meta = load_epoch_weights(f)
-        with torch.no_grad():
-            for k, v in sd.items(): own[k].copy_(v)
+        meta = restore_epoch(model, f, f'the ALTA model of seed {seed}')
         rows.append(dict(epoch=meta['epoch'], val_mrr=validation_mrr(model, cs)))
     return pd.DataFrame(rows)
 
@@ -193,7 +201,7 @@ def compute_curve(cfg: Config, variant: str, suite, every: int | None = None, n_
                   clip_epochs: int | None = None) -> pd.DataFrame:
     "Rows (variant, seed, epoch, step, train_flops, metric, value): the final model with kept epochs' trainable tensors put back."
     from alta_nb.stages import model_dir
-    from alta_nb.train import list_epoch_weights, load_epoch_weights
+    from alta_nb.train import list_epoch_weights
     kind, c = variant_config(variant, cfg, clip_epochs)
     if kind is None: raise ValueError(f"{variant!r} is never trained: it has no compute curve")
     cs, per_step = cfg.replace(bootstrap=0), step_train_flops(c, kind)
@@ -202,13 +210,9 @@ def compute_curve(cfg: Config, variant: str, suite, every: int | None = None, n_
     if not files: raise ValueError(f"{variant!r} (seed {cfg.seed}) has no epoch weights in {model_dir(c, kind)/'run'/'epochs'}: "
                                    "train it with epoch_weights=True (remove its cached model first)")
     byepoch = {int(f.stem.split('_')[1]): f for f in files}
-    own, rows = dict(model.named_parameters()), []
+    rows = []
     for e in [e for e in curve_epochs(max(byepoch), n_points, every) if e in byepoch]:
-        sd, meta = load_epoch_weights(byepoch[e])
-        bad = [k for k, v in sd.items() if k not in own or own[k].shape != v.shape]
-        if bad: raise ValueError(f"{byepoch[e]}: tensor {bad[0]!r} does not fit variant {variant!r} (weights of another config?)")
-        with torch.no_grad():
-            for k, v in sd.items(): own[k].copy_(v)
+        meta = restore_epoch(model, byepoch[e], f'variant {variant!r}')
         rows += [dict(variant=variant, seed=cfg.seed, epoch=meta['epoch'], step=meta['step'], train_flops=per_step * meta['step'],
                       metric=k, value=v) for k, v in curve_metrics(model, suite, cs).items()]
     return pd.DataFrame(rows)

@@ -39,6 +39,7 @@ class ALTA(nn.Module):
         if adapters: add_vit_adapters(vit, cfg.adapter_ratio, cfg.adapter_init)
         self.image = MultiViewEncoder(vit, cfg.multiview)
         self.text = build_text_tower(cfg, tokenizer, adapters=adapters)
+        self.image_feature_norm = nn.BatchNorm1d(cfg.vit_dim, affine=False) if cfg.head_init == 'batchnorm' else nn.Identity()  # 11
         self.image_projection_head = ProjectionHead(cfg.vit_dim, cfg.embed_dim)
         self.image_local_projection_head = ProjectionHead(cfg.vit_dim, cfg.embed_dim)
         mae_init_(self.image_projection_head); mae_init_(self.image_local_projection_head)
@@ -82,7 +83,7 @@ def _alta_forward(self: ALTA, batch: dict) -> dict:
     cfg = self.cfg
     images, view_mask = self.select_views(batch['images'], batch.get('view_mask'))
     enc = self.image(images, view_mask, mask_ratio=cfg.mask_ratio if self.use_mrm_losses else 0.0)
-    img = F.normalize(self.image_projection_head(enc['pooled']), dim=-1)
+    img = F.normalize(self.image_projection_head(self.image_feature_norm(enc['pooled'])), dim=-1)
     ids, am = batch['input_ids'], batch['attention_mask']
     B = ids.shape[0]
     if self.use_mrm_losses:   # one text pass: clean reports, then masked copies with the image added
@@ -114,7 +115,7 @@ def _alta_encode_image(self: ALTA, images: torch.Tensor, view_mask: torch.Tensor
     "L2-normalised (B, embed_dim) image embeddings: (B,3,S,S) single images, or (B,V,3,S,S) studies."
     if images.ndim == 4: pooled = self.image.encode_single(images)
     else: pooled = self.image(*self.select_views(images, view_mask))['pooled']
-    return F.normalize(self.image_projection_head(pooled), dim=-1)
+    return F.normalize(self.image_projection_head(self.image_feature_norm(pooled)), dim=-1)
 
 def _alta_encode_text(self: ALTA, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     "L2-normalised (B, embed_dim) report embeddings."

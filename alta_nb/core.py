@@ -53,7 +53,7 @@ class _ModelConfig(_DataConfig):
     pos_embed_rule: str = 'mae'     # sin-cos frequencies: 'mae' (MAE's) or 'official' (ALTA/MRM-pytorch `util/pos_embed.py`)
     adapter_ratio: float = 0.25     # adapter bottleneck = dim × ratio (AIM: D → D/4 → D)
     adapter_init: str = 'default'   # 'default' (official) or 'zero'
-    head_init: str = 'default'      # 'default' (official) or 'centered': image head's bias centres the tower's features (11_scaling)
+    head_init: str = 'default'      # 'default' (official), 'centered' (the image head's bias centres the tower's features) or 'batchnorm' (11_scaling)
     multiview: str = 'official'     # 'official' mean over 4 CLS, or 'masked' mean over present views
     n_views: int = 4                # frontal, lateral, prior frontal, prior lateral
     # --- text tower (BERT with CXR-BERT's layout)
@@ -67,6 +67,7 @@ class _ModelConfig(_DataConfig):
     embed_dim: int = 32             # joint projection (paper: 128)
     train_text: bool = False        # also train the text BERT (a frozen *random* one could not align; 13 pretrains a stand-in)
     text_rsm_steps: int = 0         # no CXR-BERT: steps of findings↔impression matching (CXR-BERT's RSM) for the stand-in
+    text_negation_weight: float = 1.0   # weight of the stand-in's negation term (13_stages `negation_loss`)
 
 # %% ../nbs/00_core.ipynb #0a465249
 @dataclass
@@ -81,6 +82,7 @@ class _TrainConfig(_ModelConfig):
     accum_steps: int = 1
     epochs: int = 2
     mrm_epochs: int = 2             # MRM pretraining when no MRM.pth is given
+    mrm_lr: float = 0.0             # MRM pretraining's peak lr (0 = `lr`, the alignment's)
     max_steps: int = 0              # 0 = no cap
     lr: float = 1e-3
     weight_decay: float = 0.05
@@ -112,6 +114,10 @@ class Config(_TrainConfig):
 
     def to_dict(self) -> dict: return asdict(self)
 
+    def mrm_stage(self) -> 'Config':
+        "The config MRM pretraining runs with: `mrm_epochs` epochs at `mrm_lr` (0 = `lr`)."
+        return self.replace(epochs=self.mrm_epochs, lr=self.mrm_lr or self.lr)
+
     def pretraining(self) -> 'Config':
         "The config of the pretraining stages: this one, or its copy at `pretrain_seed` (one pretraining shared by every seed)."
         return self if self.pretrain_seed < 0 else self.replace(seed=self.pretrain_seed)
@@ -122,9 +128,9 @@ PROFILES: dict[str, dict[str, Any]] = {
     'teach': dict(n_subjects=160, studies_per_subject=4, synth_image_size=96, image_size=64, hires_size=128,
                   patch_size=8, vit_dim=128, vit_depth=4, vit_heads=4, decoder_dim=64, decoder_depth=2,
                   decoder_heads=4, text_dim=128, text_layers=2, text_heads=4, text_intermediate=256,
-                  vocab_size=2000, embed_dim=64, train_text=False, text_rsm_steps=300, head_init='centered', batch_size=16, epochs=10,
-                  mrm_epochs=60, pretrain_seed=10, lr=1e-3, ablation_skip='alta_multiview_masked',
-                  warmup_epochs=1.0, eval_per_class=100, bootstrap=500, n_seeds=3, epoch_weights=True),
+                  vocab_size=2000, embed_dim=64, train_text=False, text_rsm_steps=600, text_negation_weight=3.0, head_init='centered',
+                  batch_size=16, epochs=10, mrm_epochs=60, mrm_lr=2e-3, pretrain_seed=10, lr=1e-3, ablation_skip='alta_multiview_masked',
+                  warmup_epochs=1.0, eval_per_class=100, bootstrap=200, n_seeds=3, epoch_weights=True),
     'paper': dict(synth_image_size=256, image_size=224, hires_size=448, patch_size=16, vit_dim=768,
                   vit_depth=12, vit_heads=12, decoder_dim=768, decoder_depth=4, decoder_heads=6,
                   text_dim=768, text_layers=12, text_heads=12, text_intermediate=3072, vocab_size=30522,

@@ -24,7 +24,8 @@ _NOT_WEIGHT_FIELDS = {'device', 'num_workers', 'eval_per_class', 'bootstrap', 'n
                       'ablation_skip', 'epoch_weights'}
 # fields only the alignment stage reads: every ALTA variant of a seed shares one MRM pretraining
 _ALIGNMENT_ONLY_FIELDS = {'epochs', 'n_views', 'multiview', 'adapter_ratio', 'adapter_init', 'embed_dim', 'train_text', 'head_init',
-                          'cxrbert_path', 'text_rsm_steps'}
+                          'cxrbert_path', 'text_rsm_steps', 'text_negation_weight'}
+_TEXT_RSM_FIELDS = {'text_rsm_steps', 'text_negation_weight'}   # ... except the stand-in's own
 
 def model_key(cfg: Config, kind: str) -> str:
     "A short hash of the config fields that determine the trained weights of `kind`, and of the code."
@@ -32,7 +33,7 @@ def model_key(cfg: Config, kind: str) -> str:
     if pre: cfg = cfg.pretraining()
     d = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_WEIGHT_FIELDS}
     if pre:
-        drop = _ALIGNMENT_ONLY_FIELDS - ({'text_rsm_steps'} if kind == 'text_rsm' else set())
+        drop = _ALIGNMENT_ONLY_FIELDS - (_TEXT_RSM_FIELDS if kind == 'text_rsm' else set())
         d = {k: v for k, v in d.items() if k not in drop} | {'epochs': cfg.mrm_epochs}
     return f"{kind}-{hashlib.sha256(json.dumps([kind, d, code_version()], sort_keys=True).encode()).hexdigest()[:12]}"
 
@@ -63,7 +64,7 @@ def _train_cached(cfg: Config, kind: str, init: Callable | None, progress: bool)
     if not (final/'model.safetensors').is_file():
         with _publish_dir(final) as tmp:
             if init is not None: init(model)
-            tcfg = cfg.replace(epochs=cfg.mrm_epochs) if kind == 'mrm' else cfg
+            tcfg = cfg.mrm_stage() if kind == 'mrm' else cfg
             res = fit(model, dl, tcfg, tmp/'run', progress=progress)
             save_weights(model, tmp/'model.safetensors')
             (tmp/'config.json').write_text(json.dumps(dict(kind=kind, config=tcfg.to_dict(), final_train_loss=res['final_train_loss'],
@@ -174,7 +175,7 @@ def text_stand_in(cfg: Config, mrm_state: dict | None = None, progress: bool = F
         if not cached:
             res = tower.load_state_dict({k: v for k, v in mrm_state.items() if k.startswith('mlm.')}, strict=False)
             if [k for k in res.missing_keys if k.startswith('mlm.')]: raise ValueError(f"MRM state lacks text keys {res.missing_keys[:3]}")
-            losses = rsm_pretrain(tower, tok, section_pairs(cfg), cfg, cfg.text_rsm_steps)
+            losses = rsm_pretrain(tower, tok, section_pairs(cfg), cfg, cfg.text_rsm_steps, negation_weight=cfg.text_negation_weight)
             with _publish_dir(final) as tmp:
                 save_weights(tower, tmp/'model.safetensors')
                 write_history(tmp/'metrics.csv', [dict(step=i + 1, rsm_loss=l) for i, l in enumerate(losses)])

@@ -166,7 +166,7 @@ class CheckpointCB(Callback):
         if learn.world > 1: dist.barrier()
 
 # %% ../nbs/11_scaling.ipynb #d0d706a0
-HEAD_INITS = ('default', 'centered')
+HEAD_INITS = ('default', 'centered', 'batchnorm')
 
 @torch.no_grad()
 def center_image_head(model: nn.Module, batches, device='cpu', n_batches: int = 8) -> torch.Tensor:
@@ -214,8 +214,10 @@ def list_epoch_weights(run_dir) -> list[Path]:
     return sorted(d.glob('epoch_*.safetensors')) if d.is_dir() else []
 
 def save_epoch_weights(model: nn.Module, path, step: int, epoch: int) -> Path:
-    "Write `model`'s trainable tensors (`requires_grad`), the step and the epoch to `path` as safetensors, atomically."
-    sd = {n: p.detach().contiguous().cpu() for n, p in unwrap(model).named_parameters() if p.requires_grad}
+    "Write `model`'s trainable tensors (`requires_grad`), its norms' running statistics, the step and the epoch to `path` (safetensors), atomically."
+    m = unwrap(model)
+    sd = {n: p.detach().contiguous().cpu() for n, p in m.named_parameters() if p.requires_grad}
+    sd |= {n: b.detach().contiguous().cpu() for n, b in m.named_buffers() if n.rsplit('.', 1)[-1].startswith(('running_', 'num_batches'))}
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
     save_file(sd, str(tmp), metadata=dict(step=str(step), epoch=str(epoch)))
@@ -286,7 +288,7 @@ def preflight(argv=None):
     p.add_argument('--no-progress', action='store_true'); p.add_argument('overrides', nargs='*', help='config fields name=value')
     a = p.parse_args(argv)
     cfg = get_config(a.profile, **parse_overrides(a.overrides))
-    if a.kind == 'mrm': cfg = cfg.replace(epochs=cfg.mrm_epochs)
+    if a.kind == 'mrm': cfg = cfg.mrm_stage()
     return a, cfg, launch_problems(cfg, a.kind, a.resume)
 
 
