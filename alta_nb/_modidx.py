@@ -16,6 +16,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'alta_nb.ablations.run_ablations': ('ablations.html#run_ablations', 'alta_nb/ablations.py'),
                                    'alta_nb.ablations.step_train_flops': ('ablations.html#step_train_flops', 'alta_nb/ablations.py'),
                                    'alta_nb.ablations.validation_curve': ('ablations.html#validation_curve', 'alta_nb/ablations.py'),
+                                   'alta_nb.ablations.validation_embeddings': ( 'ablations.html#validation_embeddings',
+                                                                                'alta_nb/ablations.py'),
                                    'alta_nb.ablations.validation_mrr': ('ablations.html#validation_mrr', 'alta_nb/ablations.py'),
                                    'alta_nb.ablations.variant_config': ('ablations.html#variant_config', 'alta_nb/ablations.py'),
                                    'alta_nb.ablations.verdicts': ('ablations.html#verdicts', 'alta_nb/ablations.py')},

@@ -14,9 +14,10 @@ from .compute import equal_compute_epochs, step_flops
 
 # %% auto #0
 __all__ = ['VARIANTS', 'HEADLINE', 'MECHANISMS', 'COMPARISONS', 'CHOICE_SEED', 'CHOICES', 'CURVE_VARIANTS', 'CURVE_METRICS',
-           'variant_config', 'build_variant', 'profile_variants', 'validation_mrr', 'choose_on_validation',
-           'restore_epoch', 'validation_curve', 'run_ablations', 'verdicts', 'learning_curves', 'step_train_flops',
-           'curve_epochs', 'curve_metrics', 'compute_curve', 'compute_curves', 'flops_to_match', 'plot_compute_curve']
+           'variant_config', 'build_variant', 'profile_variants', 'validation_embeddings', 'validation_mrr',
+           'choose_on_validation', 'restore_epoch', 'validation_curve', 'run_ablations', 'verdicts', 'learning_curves',
+           'step_train_flops', 'curve_epochs', 'curve_metrics', 'compute_curve', 'compute_curves', 'flops_to_match',
+           'plot_compute_curve']
 
 # %% ../nbs/18_ablations.ipynb #0d096ab9
 VARIANTS: dict[str, dict] = {
@@ -71,26 +72,33 @@ CHOICES = {'head_init': ('default', 'centered', 'batchnorm'),   # what the proto
            'train_text': (True, False)}                  # the stand-in trained whole, or frozen as the official code freezes CXR-BERT
 
 @torch.no_grad()
-def validation_mrr(model, cfg: Config) -> float:
-    "Mean reciprocal rank of each SynthCXR validation study's own report among the validation reports (image → text)."
+def validation_embeddings(model, cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
+    "(image, report) embeddings of every SynthCXR validation study, in one order."
     from alta_nb.data import study_dataloader
-    from alta_nb.retrieval import mean_reciprocal_rank
     dl = study_dataloader(cfg, split='validate', shuffle=False, train=False, drop_last=False)
     model.eval(); img, txt = [], []
     for b in dl:
         img.append(model.encode_image(b['images'], b.get('view_mask'))); txt.append(model.encode_text(b['input_ids'], b['attention_mask']))
-    return mean_reciprocal_rank(torch.cat(img) @ torch.cat(txt).T)     # 1 = its own report ranks first
+    return torch.cat(img), torch.cat(txt)
+
+def validation_mrr(model, cfg: Config, emb: tuple | None = None) -> float:
+    "Mean reciprocal rank of each SynthCXR validation study's own report among the validation reports (image → text)."
+    from alta_nb.retrieval import mean_reciprocal_rank
+    img, txt = emb if emb is not None else validation_embeddings(model, cfg)
+    return mean_reciprocal_rank(img @ txt.T)     # 1 = its own report ranks first
 
 # %% ../nbs/18_ablations.ipynb #1bbe71b4
 def choose_on_validation(cfg: Config, choices: dict = CHOICES, seed: int = CHOICE_SEED) -> tuple[dict, pd.DataFrame]:
     "For each field of `choices`: the option with the best `validation_mrr` at `seed`, and a table of every score."
     from alta_nb.stages import pretrained
-    from alta_nb.retrieval import negation_cos              # label-free, shown beside the choice, not used for it
+    from alta_nb.retrieval import negation_cos, mean_pairwise_cos   # label-free, shown beside the choice, not used for it
     cs, rows = cfg.replace(seed=seed), []
     for field, options in choices.items():
         for opt in options:
             m, co = pretrained(cs, 'alta', **{field: opt}), cs.replace(**{field: opt})
-            rows.append(dict(field=field, option=opt, val_mrr=validation_mrr(m, co), negation_cos=negation_cos(m, m.tokenizer, co)))
+            emb = validation_embeddings(m, co)
+            rows.append(dict(field=field, option=opt, val_mrr=validation_mrr(m, co, emb), negation_cos=negation_cos(m, m.tokenizer, co),
+                             img_emb_cos=mean_pairwise_cos(emb[0])))
     t = pd.DataFrame(rows)
     chosen = {f: d.option.iloc[int(np.argmax(d.val_mrr.values))] for f, d in t.groupby('field', sort=False)}
     return chosen, t
