@@ -242,6 +242,9 @@ def _sizes(run: dict) -> dict:
 
 def granularity(key: str, run: dict) -> float | None:
     "How much metric `key` moves when one hit, decision or pair flips; None when it is not a count-based metric."
+    if key == 'standin_val_section_mrr':            # an MRR over n pairs: one adjacent swap moves it by at most (1 − 1/2)/n
+        return 0.5 / run.get('13_stages', {}).get('standin_val_section_pairs', 1)
+    if re.fullmatch(r'val_mrr_\w+|val_curve_\w+_mrr', key): return 0.5 / run.get('18_ablations', {}).get('synth_val_studies', 1)
     z, k = _sizes(run), re.search(r'p_at_(\d+)', key)
     if k:
         task = next((t for t in ('img2img', 'txt2img', 'img2txt') if t in key), None)
