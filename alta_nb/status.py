@@ -29,6 +29,8 @@ TARGETS = [  # (what, stem, metric, op, bound): the teach profile's targets
     ("ALTA reaches CLIP's final zero-shot accuracy at this fraction of CLIP's FLOPs", '18_ablations', 'alta_flops_to_match_clip_zeroshot_chexpert_acc', 'lt', 0.2),
     ('the whole run on 2 CPU cores, minutes', 'timings', 'total_min', 'le', 45),
 ]
+
+# %% ../nbs/97_status.ipynb #evidcd01
 _A = 'abl_alta_multiview'   # the headline model's prefix in 18's metrics
 EVIDENCE = {  # target metric: [(label, stem, metric)] — the run's numbers that say why
     'mae_masked_mse_over_mean': [('oracle (truth at encoder resolution)', '05_mrm', 'mae_oracle_input_res'),
