@@ -128,7 +128,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     'teach': dict(n_subjects=160, studies_per_subject=4, synth_image_size=96, image_size=64, hires_size=128,
                   patch_size=8, vit_dim=128, vit_depth=4, vit_heads=4, decoder_dim=64, decoder_depth=2,
                   decoder_heads=4, text_dim=128, text_layers=2, text_heads=4, text_intermediate=256,
-                  vocab_size=2000, embed_dim=64, train_text=True, text_rsm_steps=600, text_negation_weight=3.0, head_init='default',
+                  vocab_size=2000, embed_dim=64, train_text=False, text_rsm_steps=600, text_negation_weight=3.0, head_init='default',
                   batch_size=16, epochs=10, mrm_epochs=60, mrm_lr=2e-3, pretrain_seed=10, lr=1e-3, ablation_skip='alta_multiview_masked',
                   warmup_epochs=1.0, eval_per_class=100, bootstrap=200, n_seeds=3, epoch_weights=True),
     'paper': dict(synth_image_size=256, image_size=224, hires_size=448, patch_size=16, vit_dim=768,

@@ -17,7 +17,8 @@ from .eval_sets import EvalSet, check_images
 __all__ = ['VIEW_ORDER', 'CHEXPERT8_TEXT_QUERIES', 'NEGATION_FINDINGS', 'rank_candidates', 'precision_at_k', 'similarity',
            'retrieval_scores', 'img2img', 'txt2img', 'img2txt', 'bootstrap_ci', 'model_fingerprint', 'image_dataset',
            'image_features', 'embed_images', 'encode_text_raw', 'embed_texts', 'study_views', 'embed_studies',
-           'clean_text', 'mean_pairwise_cos', 'mean_reciprocal_rank', 'negation_cos', 'collapse_diagnostics']
+           'clean_text', 'mean_pairwise_cos', 'reciprocal_ranks', 'mean_reciprocal_rank', 'negation_cos',
+           'collapse_diagnostics']
 
 # %% ../nbs/15_eval_retrieval.ipynb #6029869b
 def _as_tensor(x, dtype=None) -> torch.Tensor:
@@ -284,12 +285,15 @@ def mean_pairwise_cos(emb) -> float:
     s, n = similarity(e, e).double(), len(e)
     return float((s.sum() - s.diagonal().sum()) / (n * (n - 1)))
 
-def mean_reciprocal_rank(sim) -> float:
-    "Mean over rows i of 1 / (rank of column i in row i of the square score matrix `sim`); ties count in i's favour, 1 = every match first."
+def reciprocal_ranks(sim) -> torch.Tensor:
+    "Per row i, 1 / (rank of column i in row i of the square score matrix `sim`); ties count in i's favour."
     s = _as_tensor(sim, torch.float64)
-    if s.ndim != 2 or s.shape[0] != s.shape[1] or not len(s): raise ValueError(f"mean_reciprocal_rank: expected a square (N, N) matrix, got {tuple(s.shape)}")
-    rank = (s > s.diagonal()[:, None]).sum(1) + 1
-    return float((1.0 / rank.double()).mean())
+    if s.ndim != 2 or s.shape[0] != s.shape[1] or not len(s): raise ValueError(f"reciprocal_ranks: expected a square (N, N) matrix, got {tuple(s.shape)}")
+    return 1.0 / ((s > s.diagonal()[:, None]).sum(1) + 1).double()
+
+def mean_reciprocal_rank(sim) -> float:
+    "Mean of `reciprocal_ranks`: 1 = every row's match ranks first."
+    return float(reciprocal_ranks(sim).mean())
 
 def negation_cos(model, tokenizer, cfg, findings=NEGATION_FINDINGS) -> float:
     "Mean over `findings` of cos('There is {x}', 'There is no {x}'), normalised text embeddings; near 1 = negation unheard."
