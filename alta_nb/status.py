@@ -50,7 +50,12 @@ EVIDENCE = {  # target metric: [(label, stem, metric)] — the run's numbers tha
                                ('aligned, stand-in trained whole (choice seed)', '18_ablations', 'val_negation_cos_train_text_True'),
                                ('CLIP from scratch', '18_ablations', 'abl_clip_scratch_negation_cos_mean')],
     **{f'{_A}_rsna_{m}_margin': [('mean', '18_ablations', f'{_A}_rsna_{m}_mean'), ('sd', '18_ablations', f'{_A}_rsna_{m}_sd'),
-                                ('all-positive rule', '18_ablations', f'{_A}_rsna_all_pos_{m}_mean')] for m in ('acc', 'f1')},
+                                ('all-positive rule', '18_ablations', f'{_A}_rsna_all_pos_{m}_mean'),
+                                ('AUROC (at or below 0.5 no threshold beats calling all positive)', '18_ablations', f'{_A}_rsna_auroc_mean')] for m in ('acc', 'f1')},
+    'abl_mrm_over_random_held': [('text tasks at chance (0.2; MRM aligns no text): mrm_features img2txt', '18_ablations', 'abl_mrm_features_img2txt_p_at_10_mean'),
+                                 ('its zero-shot', '18_ablations', 'abl_mrm_features_zeroshot_chexpert_acc_mean'),
+                                 ('random_init img2txt', '18_ablations', 'abl_random_init_img2txt_p_at_10_mean'),
+                                 ('its zero-shot', '18_ablations', 'abl_random_init_zeroshot_chexpert_acc_mean')],
     'lateral_task_gap_beyond_spread': [('gap', '20_beyond', 'lateral_task_gap_headline'),
                                        ('sd seen', '20_beyond', 'lateral_task_acc_alta_frontal_lateral_sd'),
                                        ('sd masked', '20_beyond', 'lateral_task_acc_alta_frontal_lateral_lateral_masked_sd')],
@@ -138,10 +143,12 @@ def status_markdown(fig_dir, profile: str = 'teach') -> str:
     if 'val_curve_best_epoch' in abl: head += (f" How long to align: the chosen model's validation MRR peaks at epoch {abl['val_curve_best_epoch']} "
                                                f"({abl['val_curve_best_mrr']:.3f}; {abl['val_curve_last_mrr']:.3f} at the last).")
     cols = ['metric', 'a', 'b', 'diff', 'sd_a', 'sd_b', 'same_sign_every_seed', 'sign_test_p']
-    held = v[v.beyond_spread] if len(v) else v
-    out = [BEGIN.format(profile=profile), '', head, '', '**Holds beyond the seed spread**', '', *md_table(held, cols), '',
+    held, t = (v[v.beyond_spread] if len(v) else v), target_rows(metrics, timings)
+    lead = (f"**{int((t.met == True).sum())} of {len(t)} targets met**: " + (', '.join(f'`{m.split(".")[-1]}`' for m in t.metric[t.met == True]) or 'none')
+            + '. **Not met**: ' + (', '.join(f'`{m.split(".")[-1]}`' for m in t.metric[t.met != True]) or 'none') + ' (the last table: values, and the evidence of why).')
+    out = [BEGIN.format(profile=profile), '', lead, '', head, '', '**Holds beyond the seed spread**', '', *md_table(held, cols), '',
            '**Does not hold** (within the seed spread)', '', *md_table(v[~v.beyond_spread] if len(v) else v, cols), '',
-           '**Targets**', '', *md_table(target_rows(metrics, timings), ['target', 'metric', 'value', 'bound', 'met', 'evidence']), '',
+           '**Targets**', '', *md_table(t, ['target', 'metric', 'value', 'bound', 'met', 'evidence']), '',
            END.format(profile=profile)]
     return '\n'.join(out)
 
