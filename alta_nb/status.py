@@ -58,10 +58,15 @@ EVIDENCE = {  # target metric: [(label, stem, metric)] — the run's numbers tha
                                  ('its zero-shot', '18_ablations', 'abl_random_init_zeroshot_chexpert_acc_mean')],
     'lateral_task_gap_beyond_spread': [('gap', '20_beyond', 'lateral_task_gap_headline'),
                                        ('sd seen', '20_beyond', 'lateral_task_acc_alta_frontal_lateral_sd'),
-                                       ('sd masked', '20_beyond', 'lateral_task_acc_alta_frontal_lateral_lateral_masked_sd')],
+                                       ('sd masked', '20_beyond', 'lateral_task_acc_alta_frontal_lateral_lateral_masked_sd'),
+                                       ('frontal+lateral balanced accuracy (chance 0.5)', '20_beyond', 'lateral_task_acc_alta_frontal_lateral_mean'),
+                                       ('yet the pixels carry it: a linear probe of retrocardiac opacity on lateral thumbnails, AUROC', '01_synthcxr', 'probe_retrocardiac_from_lateral'),
+                                       ('on frontal ones', '01_synthcxr', 'probe_retrocardiac_from_frontal')],
     'temporal_change_gap_beyond_spread': [('gap', '20_beyond', 'temporal_change_gap_headline'),
                                           ('sd seen', '20_beyond', 'temporal_change_acc_alta_multiview_sd'),
-                                          ('sd masked', '20_beyond', 'temporal_change_acc_alta_multiview_prior_masked_sd')],
+                                          ('sd masked', '20_beyond', 'temporal_change_acc_alta_multiview_prior_masked_sd'),
+                                          ('with the prior, balanced accuracy (chance 1/3)', '20_beyond', 'temporal_change_acc_alta_multiview_mean'),
+                                          ('AUROC', '20_beyond', 'temporal_change_auroc_alta_multiview_mean')],
     **{f'alta_flops_to_match_clip_{m}': [('seeds that reach it', '18_ablations', f'alta_flops_to_match_clip_{m}_seeds_reached')]
        for m in ('txt2img_p_at_10', 'zeroshot_chexpert_acc')},
 }
