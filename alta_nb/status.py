@@ -44,14 +44,23 @@ EVIDENCE = {  # target metric: [(label, stem, metric)] — the run's numbers tha
                                    ('BatchNorm head, the same', '18_ablations', 'val_img_emb_cos_head_init_batchnorm'),
                                    ("its validation MRR gain over the official head", '18_ablations', 'val_mrr_gain_head_init_batchnorm'),
                                    ('SE of that gain', '18_ablations', 'val_mrr_gain_se_head_init_batchnorm')],
-    f'{_A}_txt_emb_mean_cos_mean': [('CLIP from scratch', '18_ablations', 'abl_clip_scratch_txt_emb_mean_cos_mean')],
+    f'{_A}_txt_emb_mean_cos_mean': [('CLIP from scratch', '18_ablations', 'abl_clip_scratch_txt_emb_mean_cos_mean'),
+                                   ("the 5x200 reports' own likeness: TF-IDF mean cosine", '16_eval_zeroshot', 'alta_multiview_txt_lexical_mean_cos')],
     f'{_A}_negation_cos_mean': [('the stand-in before alignment', '13_stages', 'standin_negation_cos'),
                                ('aligned, stand-in frozen (choice seed)', '18_ablations', 'val_negation_cos_train_text_False'),
                                ('aligned, stand-in trained whole (choice seed)', '18_ablations', 'val_negation_cos_train_text_True'),
                                ('CLIP from scratch', '18_ablations', 'abl_clip_scratch_negation_cos_mean')],
+    **{f'alta_flops_to_match_clip_{m}': [('seeds that reach it', '18_ablations', f'alta_flops_to_match_clip_{m}_seeds_reached')]
+       for m in ('txt2img_p_at_10', 'zeroshot_chexpert_acc')},
+}
+
+# %% ../nbs/97_status.ipynb #6dbbcd58
+EVIDENCE |= {  # the decision-rule and beyond-the-paper targets
     **{f'{_A}_rsna_{m}_margin': [('mean', '18_ablations', f'{_A}_rsna_{m}_mean'), ('sd', '18_ablations', f'{_A}_rsna_{m}_sd'),
                                 ('all-positive rule', '18_ablations', f'{_A}_rsna_all_pos_{m}_mean'),
-                                ('AUROC (at or below 0.5 no threshold beats calling all positive)', '18_ablations', f'{_A}_rsna_auroc_mean')] for m in ('acc', 'f1')},
+                                ('AUROC (at or below 0.5 no threshold beats calling all positive)', '18_ablations', f'{_A}_rsna_auroc_mean'),
+                                ('prompt gap on normal impressions (seed 0)', '16_eval_zeroshot', 'alta_multiview_rsna_prompt_gap_normal'),
+                                ('on consolidation findings', '16_eval_zeroshot', 'alta_multiview_rsna_prompt_gap_consolidation')] for m in ('acc', 'f1')},
     'abl_mrm_over_random_held': [('text tasks at chance (0.2; MRM aligns no text): mrm_features img2txt', '18_ablations', 'abl_mrm_features_img2txt_p_at_10_mean'),
                                  ('its zero-shot', '18_ablations', 'abl_mrm_features_zeroshot_chexpert_acc_mean'),
                                  ('random_init img2txt', '18_ablations', 'abl_random_init_img2txt_p_at_10_mean'),
@@ -67,9 +76,8 @@ EVIDENCE = {  # target metric: [(label, stem, metric)] — the run's numbers tha
                                           ('sd masked', '20_beyond', 'temporal_change_acc_alta_multiview_prior_masked_sd'),
                                           ('with the prior, balanced accuracy (chance 1/3)', '20_beyond', 'temporal_change_acc_alta_multiview_mean'),
                                           ('AUROC', '20_beyond', 'temporal_change_auroc_alta_multiview_mean')],
-    **{f'alta_flops_to_match_clip_{m}': [('seeds that reach it', '18_ablations', f'alta_flops_to_match_clip_{m}_seeds_reached')]
-       for m in ('txt2img_p_at_10', 'zeroshot_chexpert_acc')},
 }
+
 
 # %% ../nbs/97_status.ipynb #d5143073
 OPS = {'le': ('≤', lambda v, b: v <= b), 'lt': ('<', lambda v, b: v < b), 'ge': ('≥', lambda v, b: v >= b),
