@@ -20,6 +20,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'alta_nb.ablations.validation_embeddings': ( 'ablations.html#validation_embeddings',
                                                                                 'alta_nb/ablations.py'),
                                    'alta_nb.ablations.validation_mrr': ('ablations.html#validation_mrr', 'alta_nb/ablations.py'),
+                                   'alta_nb.ablations.validation_ranks': ('ablations.html#validation_ranks', 'alta_nb/ablations.py'),
                                    'alta_nb.ablations.variant_config': ('ablations.html#variant_config', 'alta_nb/ablations.py'),
                                    'alta_nb.ablations.verdicts': ('ablations.html#verdicts', 'alta_nb/ablations.py')},
             'alta_nb.adapters': { 'alta_nb.adapters.AdaptedBertOutput': ('adapters.html#adaptedbertoutput', 'alta_nb/adapters.py'),

@@ -15,9 +15,9 @@ from .compute import equal_compute_epochs, step_flops
 # %% auto #0
 __all__ = ['VARIANTS', 'HEADLINE', 'MECHANISMS', 'COMPARISONS', 'CHOICE_SEED', 'CHOICES', 'GAIN_Z', 'CURVE_VARIANTS',
            'CURVE_METRICS', 'variant_config', 'build_variant', 'profile_variants', 'validation_embeddings',
-           'validation_mrr', 'pick_option', 'choose_on_validation', 'restore_epoch', 'validation_curve',
-           'run_ablations', 'verdicts', 'learning_curves', 'step_train_flops', 'curve_epochs', 'curve_metrics',
-           'compute_curve', 'compute_curves', 'flops_to_match', 'plot_compute_curve']
+           'validation_ranks', 'validation_mrr', 'pick_option', 'choose_on_validation', 'restore_epoch',
+           'validation_curve', 'run_ablations', 'verdicts', 'learning_curves', 'step_train_flops', 'curve_epochs',
+           'curve_metrics', 'compute_curve', 'compute_curves', 'flops_to_match', 'plot_compute_curve']
 
 # %% ../nbs/18_ablations.ipynb #0d096ab9
 VARIANTS: dict[str, dict] = {
@@ -81,11 +81,15 @@ def validation_embeddings(model, cfg: Config) -> tuple[torch.Tensor, torch.Tenso
         img.append(model.encode_image(b['images'], b.get('view_mask'))); txt.append(model.encode_text(b['input_ids'], b['attention_mask']))
     return torch.cat(img), torch.cat(txt)
 
-def validation_mrr(model, cfg: Config, emb: tuple | None = None) -> float:
-    "Mean reciprocal rank of each SynthCXR validation study's own report among the validation reports (image → text)."
-    from alta_nb.retrieval import mean_reciprocal_rank
+def validation_ranks(model, cfg: Config, emb: tuple | None = None) -> torch.Tensor:
+    "Per SynthCXR validation study, the reciprocal rank of its own report among the validation reports (image → text)."
+    from alta_nb.retrieval import reciprocal_ranks
     img, txt = emb if emb is not None else validation_embeddings(model, cfg)
-    return mean_reciprocal_rank(img @ txt.T)     # 1 = its own report ranks first
+    return reciprocal_ranks(img @ txt.T)         # 1 = its own report ranks first
+
+def validation_mrr(model, cfg: Config, emb: tuple | None = None) -> float:
+    "The protocol's validation score: the mean of `validation_ranks`."
+    return float(validation_ranks(model, cfg, emb).mean())
 
 # %% ../nbs/18_ablations.ipynb #a7bb624c
 GAIN_Z = 2.0          # an option replaces the official one only when its paired gain exceeds this many standard errors
@@ -98,7 +102,7 @@ def pick_option(rrs: dict) -> tuple:
         if r.shape != ref.shape: raise ValueError(f"pick_option: option {o!r} has {tuple(r.shape)} ranks, the reference {tuple(ref.shape)}")
         d = r - ref
         se = float(d.std() / len(d) ** 0.5) if len(d) > 1 else float('inf')
-        rows.append(dict(option=o, val_mrr=float(ref.mean() + d.mean()), gain=float(d.mean()), gain_se=se,
+        rows.append(dict(option=o, val_mrr=float(r.mean()), gain=float(d.mean()), gain_se=se,
                          clear=o == opts[0] or float(d.mean()) > GAIN_Z * se))
     t = pd.DataFrame(rows)
     return t.option[t.clear].iloc[int(np.argmax(t.val_mrr[t.clear].values))], t
@@ -108,14 +112,14 @@ def pick_option(rrs: dict) -> tuple:
 def choose_on_validation(cfg: Config, choices: dict = CHOICES, seed: int = CHOICE_SEED) -> tuple[dict, pd.DataFrame]:
     "For each field of `choices`: the option `pick_option` keeps at `seed`, and a table of every score."
     from alta_nb.stages import pretrained
-    from alta_nb.retrieval import negation_cos, mean_pairwise_cos, reciprocal_ranks   # cosines: shown beside the choice, not used for it
+    from alta_nb.retrieval import negation_cos, mean_pairwise_cos   # label-free, shown beside the choice, not used for it
     cs, chosen, tables = cfg.replace(seed=seed), {}, []
     for field, options in choices.items():
         rrs, extra = {}, []
         for opt in options:
             m, co = pretrained(cs, 'alta', **{field: opt}), cs.replace(**{field: opt})
             emb = validation_embeddings(m, co)
-            rrs[opt] = reciprocal_ranks(emb[0] @ emb[1].T)
+            rrs[opt] = validation_ranks(m, co, emb)
             extra.append(dict(negation_cos=negation_cos(m, m.tokenizer, co), img_emb_cos=mean_pairwise_cos(emb[0])))
         chosen[field], t = pick_option(rrs)
         tables.append(pd.concat([t.assign(field=field), pd.DataFrame(extra)], axis=1))
