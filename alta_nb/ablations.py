@@ -11,11 +11,13 @@ import pandas as pd
 import torch
 from .core import Config, get_device, seed_everything
 from .compute import equal_compute_epochs, step_flops
+from .evaluate import RSNA_PROMPTS
 
 # %% auto #0
-__all__ = ['VARIANTS', 'HEADLINE', 'MECHANISMS', 'COMPARISONS', 'CHOICE_SEED', 'CHOICES', 'GAIN_Z', 'CURVE_VARIANTS',
-           'CURVE_METRICS', 'variant_config', 'build_variant', 'profile_variants', 'validation_embeddings',
-           'validation_ranks', 'validation_mrr', 'pick_option', 'choose_on_validation', 'restore_epoch',
+__all__ = ['VARIANTS', 'HEADLINE', 'MECHANISMS', 'COMPARISONS', 'CHOICE_SEED', 'CHOICES', 'GAIN_Z', 'RSNA_PROMPT_OPTIONS',
+           'CURVE_VARIANTS', 'CURVE_METRICS', 'variant_config', 'build_variant', 'profile_variants',
+           'validation_embeddings', 'validation_ranks', 'validation_mrr', 'pick_option', 'choose_on_validation',
+           'validation_pneumonia', 'auroc_placements', 'pick_auroc_option', 'choose_rsna_prompts', 'restore_epoch',
            'validation_curve', 'run_ablations', 'verdicts', 'learning_curves', 'step_train_flops', 'curve_epochs',
            'curve_metrics', 'compute_curve', 'compute_curves', 'flops_to_match', 'plot_compute_curve']
 
@@ -72,13 +74,15 @@ CHOICES = {'head_init': ('default', 'centered', 'batchnorm'),   # what the proto
            'train_text': (False, True)}                  # the first option is the official one: frozen, as the official code freezes CXR-BERT
 
 @torch.no_grad()
-def validation_embeddings(model, cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
-    "(image, report) embeddings of every SynthCXR validation study, in one order."
+def validation_embeddings(model, cfg: Config, views: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    "(image, report) embeddings of every SynthCXR validation study, in one order (`views`: only the first slots seen)."
     from alta_nb.data import study_dataloader
     dl = study_dataloader(cfg, split='validate', shuffle=False, train=False, drop_last=False)
     model.eval(); img, txt = [], []
     for b in dl:
-        img.append(model.encode_image(b['images'], b.get('view_mask'))); txt.append(model.encode_text(b['input_ids'], b['attention_mask']))
+        vm = b['view_mask'].clone()
+        if views: vm[:, views:] = False
+        img.append(model.encode_image(b['images'], vm)); txt.append(model.encode_text(b['input_ids'], b['attention_mask']))
     return torch.cat(img), torch.cat(txt)
 
 def validation_ranks(model, cfg: Config, emb: tuple | None = None) -> torch.Tensor:
@@ -124,6 +128,52 @@ def choose_on_validation(cfg: Config, choices: dict = CHOICES, seed: int = CHOIC
         chosen[field], t = pick_option(rrs)
         tables.append(pd.concat([t.assign(field=field), pd.DataFrame(extra)], axis=1))
     return chosen, pd.concat(tables, ignore_index=True)
+
+# %% ../nbs/18_ablations.ipynb #7730e104
+RSNA_PROMPT_OPTIONS = {'official': RSNA_PROMPTS,          # the first option is the paper's pair
+                       'finding': {'Pneumonia': ['There is consolidation'], 'Normal': ['There is no consolidation']},
+                       'impression': {'Pneumonia': ['Focal consolidation'], 'Normal': ['No acute cardiopulmonary process']}}
+
+def validation_pneumonia(cfg: Config) -> np.ndarray:
+    "Per validation study (`alta_table` order): 1 if Pneumonia or Consolidation is positive, 0 if neither is, -1 if uncertain."
+    from alta_nb.data import alta_table, study_root
+    f = study_root(cfg)[0]/'mimic-cxr-2.0.0-chexpert.csv'
+    if not f.exists(): raise FileNotFoundError(f"{f}: the CheXpert labels file of the study root is needed to choose RSNA prompts")
+    lab = pd.read_csv(f).assign(sid=lambda d: 's' + d.study_id.astype(str)).set_index('sid')
+    sids = 's' + alta_table(cfg, 'validate').study_id.astype(str).str.lstrip('s')
+    if missing := sorted(set(sids) - set(lab.index)): raise ValueError(f"{f}: no labels for validation study {missing[0]}")
+    v = lab.loc[sids, ['Pneumonia', 'Consolidation']].to_numpy()
+    return np.where((v == 1).any(1), 1, np.where((v == -1).any(1), -1, 0))
+
+def auroc_placements(scores, y) -> tuple[np.ndarray, np.ndarray]:
+    "DeLong's placements: per positive, the share of negatives it outranks (ties ½); per negative, the share of positives outranking it."
+    s, y = np.asarray(scores, dtype=float), np.asarray(y)
+    cmp = (s[y == 1][:, None] > s[y == 0][None]) + 0.5 * (s[y == 1][:, None] == s[y == 0][None])
+    return cmp.mean(1), cmp.mean(0)
+
+def pick_auroc_option(scores: dict, y) -> tuple:
+    "`scores`: option → per-study score (first = the reference). The chosen option and a table: AUROC, gain, DeLong SE, clear."
+    y, opts = np.asarray(y), list(scores); p0, n0 = auroc_placements(scores[opts[0]], y); rows = []
+    for o in opts:
+        p, n = auroc_placements(scores[o], y)
+        se = float(np.sqrt(np.var(p - p0, ddof=1) / len(p) + np.var(n - n0, ddof=1) / len(n))) if min(len(p), len(n)) > 1 else float('nan')
+        gain = float(p.mean() - p0.mean())
+        rows.append(dict(option=o, val_auroc=float(p.mean()), gain=gain, gain_se=se, clear=o == opts[0] or gain > GAIN_Z * se))
+    t = pd.DataFrame(rows)
+    return t.option[t.clear].iloc[int(np.argmax(t.val_auroc[t.clear].values))], t
+
+# %% ../nbs/18_ablations.ipynb #c381f721
+def choose_rsna_prompts(cfg: Config, options: dict = RSNA_PROMPT_OPTIONS, seed: int = CHOICE_SEED) -> tuple[str, pd.DataFrame]:
+    "The RSNA prompt option `pick_auroc_option` keeps on validation at `seed` (the profile's ALTA model, frontal image only), and its table."
+    from alta_nb.stages import pretrained
+    from alta_nb.evaluate import ensemble_class_embeddings
+    cs = cfg.replace(seed=seed); m = pretrained(cs, 'alta'); y = validation_pneumonia(cs)
+    img = torch.nn.functional.normalize(validation_embeddings(m, cs, views=1)[0].float(), dim=-1)[y >= 0]
+    scores = {}
+    for name, prompts in options.items():
+        cls = ensemble_class_embeddings(m, m.tokenizer, prompts, ['Normal', 'Pneumonia'], cs, clean=False)
+        scores[name] = torch.softmax(img @ cls.T, dim=-1)[:, 1].numpy()
+    return pick_auroc_option(scores, y[y >= 0])
 
 # %% ../nbs/18_ablations.ipynb #539adcde
 def restore_epoch(model: torch.nn.Module, path, what: str) -> dict:

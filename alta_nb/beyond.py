@@ -16,8 +16,8 @@ from .evaluate import auroc, multiclass_zeroshot, ensemble_class_embeddings
 # %% auto #0
 __all__ = ['BENCH_SEED', 'LATERAL_FINDINGS', 'TEMPORAL_FINDINGS', 'CHANGE_CLASSES', 'FRONT_LAT', 'ALL_VIEWS', 'CONDITIONS',
            'HEADLINE_PAIRS', 'bench_size', 'ensure_beyond_tree', 'lateral_labels', 'temporal_labels', 'BeyondBench',
-           'beyond_bench', 'embed_bench', 'balanced_accuracy', 'lateral_prompts', 'change_prompts', 'beyond_metrics',
-           'run_beyond']
+           'beyond_bench', 'bench_batches', 'embed_bench', 'balanced_accuracy', 'lateral_prompts', 'change_prompts',
+           'beyond_metrics', 'study_features', 'linear_probe_acc', 'signal_trace', 'run_beyond']
 
 # %% ../nbs/20_beyond.ipynb #cb30c864
 BENCH_SEED = 20_000                  # the benchmark tree's generator seed: never a training or choosing seed
@@ -103,19 +103,27 @@ def beyond_bench(cfg: Config) -> BeyondBench:
     return BeyondBench(root, table, lat, _items(temporal_labels(truth), row_of), root.name)
 
 # %% ../nbs/20_beyond.ipynb #9ad2edc1
-@torch.no_grad()
-def embed_bench(model, bench: BeyondBench, cfg: Config, views=VIEW_ORDER, batch_size: int = 32, cache: bool = True) -> torch.Tensor:
-    "L2-normalised study embeddings (N, D) of `bench.table`, only the slots named in `views` kept (the rest marked missing)."
+def bench_batches(model, bench: BeyondBench, cfg: Config, views=VIEW_ORDER, batch_size: int = 32):
+    "(images, view_mask) batches of `bench.table` on `model`'s device, in table order, the slots not in `views` marked missing."
     from alta_nb.data import StudyDataset, collate_studies
     bad = [v for v in views if v not in VIEW_ORDER]
     if bad or 'frontal' not in views: raise ValueError(f"views={list(views)}: expected 'frontal' and any of {VIEW_ORDER}")
     keep = torch.tensor([v in views for v in VIEW_ORDER])
-    def compute():
+    def batches():            # checked above, now; read lazily
         ds = StudyDataset(bench.table, bench.root, cfg, model.tokenizer, train=False)
-        dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_studies)
-        dev = next(model.parameters()).device; model.eval(); out = []
-        for b in dl:
-            with _autocast(dev): e = model.encode_image(b['images'].to(dev), (b['view_mask'] & keep).to(dev))
+        dev = next(model.parameters()).device; model.eval()
+        for b in torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_studies):
+            yield b['images'].to(dev), (b['view_mask'] & keep).to(dev)
+    return batches()
+
+@torch.no_grad()
+def embed_bench(model, bench: BeyondBench, cfg: Config, views=VIEW_ORDER, batch_size: int = 32, cache: bool = True) -> torch.Tensor:
+    "L2-normalised study embeddings (N, D) of `bench.table`, only the slots named in `views` kept (the rest marked missing)."
+    batches = bench_batches(model, bench, cfg, views, batch_size)
+    def compute():
+        out = []
+        for x, m in batches:
+            with _autocast(x.device): e = model.encode_image(x, m)
             out.append(torch.nn.functional.normalize(e.float(), dim=-1).cpu())
         return torch.cat(out)
     return _cached(model, f"beyond-{bench.key}-{'+'.join(v for v in VIEW_ORDER if v in views)}-{cfg.image_size}", compute, cache)
@@ -164,6 +172,47 @@ def beyond_metrics(model, bench: BeyondBench, cfg: Config, views=VIEW_ORDER, cac
             out[f'{task}_n_{f}'] = len(yy)
     return out
 
+# %% ../nbs/20_beyond.ipynb #a66ddbf5
+@torch.no_grad()
+def study_features(model, bench: BeyondBench, cfg: Config, views=VIEW_ORDER) -> dict:
+    "Before the head: `slots` (N, V·D), the seen slots' [CLS] side by side, and `pooled` (N, D), the fusion's study feature."
+    seen, cls, pooled = [v in views for v in VIEW_ORDER], [], []
+    for x, m in bench_batches(model, bench, cfg, views):
+        x, m = model.select_views(x, m)
+        with _autocast(x.device): enc = model.image(x, m)
+        cls.append(enc['cls'][:, seen[:x.shape[1]]].float().flatten(1).cpu()); pooled.append(enc['pooled'].float().cpu())
+    return dict(slots=torch.cat(cls), pooled=torch.cat(pooled))
+
+def linear_probe_acc(X, items: pd.DataFrame, groups, folds: int = 5) -> float:
+    "Pooled balanced accuracy of out-of-fold logistic-regression predictions, one probe per finding, folds grouped by `groups`."
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    X, groups, pred = np.asarray(X), np.asarray(groups), np.zeros(len(items), dtype=int)
+    for f, d in items.groupby('finding'):
+        x, y, g = X[d.row.to_numpy()], d.label.to_numpy(), groups[d.row.to_numpy()]
+        k = min(folds, len(set(g)))
+        if k < 2: raise ValueError(f"linear_probe_acc: finding {f!r} has {len(set(g))} subject(s); need 2 or more for held-out folds")
+        for fit, held in GroupKFold(k).split(x, y, g):
+            if len(set(y[fit])) < 2: pred[d.index[held]] = y[fit][0]; continue   # one class seen: the probe can only say that
+            clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, class_weight='balanced', max_iter=2000))
+            pred[d.index[held]] = clf.fit(x[fit], y[fit]).predict(x[held])
+    return balanced_accuracy(items.label, pred)
+
+# %% ../nbs/20_beyond.ipynb #4a31f675
+def signal_trace(model, bench: BeyondBench, cfg: Config, task: str, views=VIEW_ORDER) -> dict:
+    "`<task>_probe_slots/_pooled/_emb` (linear probes, out of fold) and `<task>_text_side` (reports scored by the prompts)."
+    from alta_nb.retrieval import embed_texts
+    items, prompts = {'lateral_task': (bench.lateral, lateral_prompts()), 'temporal_change': (bench.temporal, change_prompts())}[task]
+    groups = bench.table.subject_id.astype(str).to_numpy()
+    feats = study_features(model, bench, cfg, views)
+    out = {f'{task}_probe_{k}': linear_probe_acc(v, items, groups) for k, v in feats.items()}
+    out[f'{task}_probe_emb'] = linear_probe_acc(embed_bench(model, bench, cfg, views), items, groups)
+    reports = embed_texts(model, model.tokenizer, bench.table.report.astype(str).tolist(), cfg)
+    out[f'{task}_text_side'] = balanced_accuracy(items.label, _scores(model, cfg, reports, items, prompts).argmax(1))
+    return out
+
 # %% ../nbs/20_beyond.ipynb #45b2056a
 FRONT_LAT, ALL_VIEWS = ('frontal', 'lateral'), tuple(VIEW_ORDER)
 CONDITIONS = {   # condition: (task, variant of 18_ablations, views it sees)
@@ -177,14 +226,15 @@ CONDITIONS = {   # condition: (task, variant of 18_ablations, views it sees)
 HEADLINE_PAIRS = {'lateral_task': ('alta_frontal_lateral', 'alta_frontal_lateral_lateral_masked'),
                   'temporal_change': ('alta_multiview', 'alta_multiview_prior_masked')}
 
-def run_beyond(cfg: Config, bench: BeyondBench, seeds, conditions=CONDITIONS, log=print) -> pd.DataFrame:
-    "Long frame (model = condition, seed, metric, value) of each condition's task metrics over `seeds`."
+def run_beyond(cfg: Config, bench: BeyondBench, seeds, conditions=CONDITIONS, log=print, trace: bool = True) -> pd.DataFrame:
+    "Long frame (model = condition, seed, metric, value) of each condition's task metrics over `seeds` (`trace`: and `signal_trace`'s)."
     from alta_nb.ablations import build_variant
     dev, rows = get_device(cfg.device), []
     for s in seeds:
         cs = cfg.replace(seed=s)
         for name, (task, variant, views) in conditions.items():
-            res = beyond_metrics(build_variant(variant, cs).to(dev), bench, cs, views)
+            model = build_variant(variant, cs).to(dev)
+            res = beyond_metrics(model, bench, cs, views) | (signal_trace(model, bench, cs, task, views) if trace else {})
             rows += [dict(model=name, seed=s, metric=k, value=float(v)) for k, v in res.items() if k.startswith(task)]
             if log: log(f'seed {s} {name}: {task}_acc={res[task + "_acc"]:.3f} auroc={res[task + "_auroc"]:.3f}')
     return pd.DataFrame(rows)

@@ -245,6 +245,7 @@ def granularity(key: str, run: dict) -> float | None:
     if key == 'standin_val_section_mrr':            # an MRR over n pairs: one adjacent swap moves it by at most (1 − 1/2)/n
         return 0.5 / run.get('13_stages', {}).get('standin_val_section_pairs', 1)
     if re.fullmatch(r'val_mrr_\w+|val_curve_\w+_mrr', key): return 0.5 / run.get('18_ablations', {}).get('synth_val_studies', 1)
+    if re.fullmatch(r'val_rsna_(auroc|gain)_\w+', key): a = run.get('18_ablations', {}); return 1 / (max(a.get('val_rsna_positives', 1), 1) * max(a.get('val_rsna_negatives', 1), 1))
     z, k = _sizes(run), re.search(r'p_at_(\d+)', key)
     if k:
         task = next((t for t in ('img2img', 'txt2img', 'img2txt') if t in key), None)

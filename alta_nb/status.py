@@ -55,12 +55,22 @@ EVIDENCE = {  # target metric: [(label, stem, metric)] — the run's numbers tha
 }
 
 # %% ../nbs/97_status.ipynb #6dbbcd58
+def _trace(task, model, masked, view):   # 20's signal trace: out-of-fold linear probes per stage, and the reports scored by the prompts
+    stages = (('probe_slots', f'linear probe of the [CLS] slots with {view}'), ('probe_slots', 'masked'),
+              ('probe_pooled', 'of the mean-fused study feature with it'), ('probe_pooled', 'masked'),
+              ('text_side', 'reports scored by the prompts (text side)'))
+    return [(what, '20_beyond', f"{task}_{st}_{model}{'_' + masked if what == 'masked' else ''}_mean") for st, what in stages]
+
 EVIDENCE |= {  # the decision-rule and beyond-the-paper targets
     **{f'{_A}_rsna_{m}_margin': [('mean', '18_ablations', f'{_A}_rsna_{m}_mean'), ('sd', '18_ablations', f'{_A}_rsna_{m}_sd'),
                                 ('all-positive rule', '18_ablations', f'{_A}_rsna_all_pos_{m}_mean'),
                                 ('AUROC (at or below 0.5 no threshold beats calling all positive)', '18_ablations', f'{_A}_rsna_auroc_mean'),
                                 ('prompt gap on normal impressions (seed 0)', '16_eval_zeroshot', 'alta_multiview_rsna_prompt_gap_normal'),
-                                ('on consolidation findings', '16_eval_zeroshot', 'alta_multiview_rsna_prompt_gap_consolidation')] for m in ('acc', 'f1')},
+                                ('on consolidation findings', '16_eval_zeroshot', 'alta_multiview_rsna_prompt_gap_consolidation'),
+                                ('prompts chosen on validation', '18_ablations', 'chosen_rsna_prompts'),
+                                *[(f'validation AUROC, {o} prompts', '18_ablations', f'val_rsna_auroc_{o}') for o in ('official', 'finding', 'impression')],
+                                ('impression gain', '18_ablations', 'val_rsna_gain_impression'),
+                                ('its SE', '18_ablations', 'val_rsna_gain_se_impression')] for m in ('acc', 'f1')},
     'abl_mrm_over_random_held': [('text tasks at chance (0.2; MRM aligns no text): mrm_features img2txt', '18_ablations', 'abl_mrm_features_img2txt_p_at_10_mean'),
                                  ('its zero-shot', '18_ablations', 'abl_mrm_features_zeroshot_chexpert_acc_mean'),
                                  ('random_init img2txt', '18_ablations', 'abl_random_init_img2txt_p_at_10_mean'),
@@ -70,12 +80,14 @@ EVIDENCE |= {  # the decision-rule and beyond-the-paper targets
                                        ('sd masked', '20_beyond', 'lateral_task_acc_alta_frontal_lateral_lateral_masked_sd'),
                                        ('frontal+lateral balanced accuracy (chance 0.5)', '20_beyond', 'lateral_task_acc_alta_frontal_lateral_mean'),
                                        ('yet the pixels carry it: a linear probe of retrocardiac opacity on lateral thumbnails, AUROC', '01_synthcxr', 'probe_retrocardiac_from_lateral'),
-                                       ('on frontal ones', '01_synthcxr', 'probe_retrocardiac_from_frontal')],
+                                       ('on frontal ones', '01_synthcxr', 'probe_retrocardiac_from_frontal'),
+                                       *_trace('lateral_task', 'alta_frontal_lateral', 'lateral_masked', 'the lateral')],
     'temporal_change_gap_beyond_spread': [('gap', '20_beyond', 'temporal_change_gap_headline'),
                                           ('sd seen', '20_beyond', 'temporal_change_acc_alta_multiview_sd'),
                                           ('sd masked', '20_beyond', 'temporal_change_acc_alta_multiview_prior_masked_sd'),
                                           ('with the prior, balanced accuracy (chance 1/3)', '20_beyond', 'temporal_change_acc_alta_multiview_mean'),
-                                          ('AUROC', '20_beyond', 'temporal_change_auroc_alta_multiview_mean')],
+                                          ('AUROC', '20_beyond', 'temporal_change_auroc_alta_multiview_mean'),
+                                          *_trace('temporal_change', 'alta_multiview', 'prior_masked', 'the prior')],
 }
 
 
