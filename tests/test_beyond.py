@@ -68,3 +68,23 @@ def test_balanced_accuracy_vs_sklearn():
 def test_embed_bench_rejects_unknown_views():
     with pytest.raises(ValueError, match="expected 'frontal'"): embed_bench(None, None, None, views=('lateral',))
     with pytest.raises(ValueError, match="expected 'frontal'"): embed_bench(None, None, None, views=('frontal', 'side'))
+
+def _probe_items(n_subj=10, per=6, seed=0):
+    rng = np.random.default_rng(seed)
+    subj = np.repeat(np.arange(n_subj), per)
+    label = np.repeat(rng.permutation(np.tile([0, 1], n_subj // 2)), per)       # every study of a subject shares its label
+    return pd.DataFrame(dict(row=np.arange(len(subj)), finding='effusion', label=label)), subj
+
+def test_linear_probe_reads_a_signal_and_cannot_memorise_subjects():
+    "Grouped folds: a label written in a coordinate is read; a subject's one-hot identity (which would give the label away to a probe that saw the subject) is not."
+    from alta_nb.beyond import linear_probe_acc
+    items, subj = _probe_items()
+    signal = np.c_[items.label * 2.0 - 1, np.random.default_rng(1).normal(size=(len(items), 2))]
+    assert linear_probe_acc(signal, items, subj) == 1.0
+    identity = np.eye(subj.max() + 1)[subj]
+    assert linear_probe_acc(identity, items, subj) <= 0.6            # held-out subjects' one-hots are all new directions
+
+def test_linear_probe_one_subject_is_a_one_line_error():
+    from alta_nb.beyond import linear_probe_acc
+    items, _ = _probe_items()
+    with pytest.raises(ValueError, match="finding 'effusion' has 1 subject"): linear_probe_acc(np.zeros((len(items), 2)), items, np.zeros(len(items)))

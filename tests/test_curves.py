@@ -67,3 +67,17 @@ def test_flops_to_match_float_noise_counts_as_reached():
     c = _curves([('clip_scratch', 0, 2, 100, 0.125), ('alta_multiview', 0, 1, 10, 0.125 - 1e-12), ('alta_multiview', 0, 2, 20, 0.125)])
     assert flops_to_match(c, 'm')['ratio'] == pytest.approx(10 / 100)
     assert math.isnan(flops_to_match(c.assign(value=c.value - np.where(c.variant == 'alta_multiview', 1e-3, 0)), 'm')['ratio'])
+
+def test_auroc_placements_and_delong_gain_vs_sklearn():
+    "DeLong placements average to scikit-learn's AUROC; the paired gain of two scorings is the difference of their AUROCs; a reference never loses to itself."
+    from sklearn.metrics import roc_auc_score
+    from alta_nb.ablations import auroc_placements, pick_auroc_option
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 40); a = rng.normal(size=40) + y; b = rng.normal(size=40) + 2 * y
+    for s in (a, b, np.round(a)):                                      # rounded: ties count a half, as sklearn counts them
+        pos, neg = auroc_placements(s, y)
+        assert math.isclose(pos.mean(), roc_auc_score(y, s)) and math.isclose(neg.mean(), roc_auc_score(y, s))
+    pick, t = pick_auroc_option({'ref': a, 'same': a.copy(), 'better': b}, y)
+    assert math.isclose(t.gain[2], roc_auc_score(y, b) - roc_auc_score(y, a))
+    assert t.gain_se[1] == 0 and not t.clear[1]
+    assert pick == ('better' if t.gain[2] > 2 * t.gain_se[2] else 'ref')
