@@ -164,7 +164,8 @@ def status_markdown(fig_dir, profile: str = 'teach') -> str:
     if slow: head += ' Slowest notebooks: ' + ', '.join(f'`{k}` {v / 60:.1f} min' for v, k in slow) + '.'
     chosen = {k[len('chosen_'):]: o for k, o in abl.items() if k.startswith('chosen_')}
     if chosen: head += ' Chosen on validation: ' + ', '.join(
-        f'`{k} = {o}` (the profile {"agrees" if abl.get(f"profile_agrees_{k}") else "differs"})' for k, o in chosen.items()) + '.'
+        f'`{k} = {o}`' + (f' (the profile {"agrees" if abl[f"profile_agrees_{k}"] else "differs"})' if f'profile_agrees_{k}' in abl
+                          else ' (set for every reported seed)') for k, o in chosen.items()) + '.'
     if 'val_curve_best_epoch' in abl: head += (f" How long to align: the chosen model's validation MRR peaks at epoch {abl['val_curve_best_epoch']} "
                                                f"({abl['val_curve_best_mrr']:.3f}; {abl['val_curve_last_mrr']:.3f} at the last).")
     cols = ['metric', 'a', 'b', 'diff', 'sd_a', 'sd_b', 'same_sign_every_seed', 'sign_test_p']
