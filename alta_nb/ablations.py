@@ -98,6 +98,12 @@ def validation_mrr(model, cfg: Config, emb: tuple | None = None) -> float:
 # %% ../nbs/18_ablations.ipynb #a7bb624c
 GAIN_Z = 2.0          # an option replaces the official one only when its paired gain exceeds this many standard errors
 
+def _keep_clear(rows: list, score: str) -> tuple:
+    "The rule over `rows` (dicts with `option`, `score`, `gain`, `gain_se`; first = the reference): the best `score` among the clear ones, and the table."
+    t = pd.DataFrame(rows)
+    t['clear'] = [i == 0 or g > GAIN_Z * se for i, (g, se) in enumerate(zip(t.gain, t.gain_se))]
+    return t.option[t.clear].iloc[int(np.argmax(t[score][t.clear].values))], t
+
 def pick_option(rrs: dict) -> tuple:
     "`rrs`: option → per-study reciprocal ranks (first = the reference). The chosen option and a table: MRR, gain over the reference, its SE, clear."
     opts = list(rrs); ref = torch.as_tensor(rrs[opts[0]], dtype=torch.float64); rows = []
@@ -106,10 +112,8 @@ def pick_option(rrs: dict) -> tuple:
         if r.shape != ref.shape: raise ValueError(f"pick_option: option {o!r} has {tuple(r.shape)} ranks, the reference {tuple(ref.shape)}")
         d = r - ref
         se = float(d.std() / len(d) ** 0.5) if len(d) > 1 else float('inf')
-        rows.append(dict(option=o, val_mrr=float(r.mean()), gain=float(d.mean()), gain_se=se,
-                         clear=o == opts[0] or float(d.mean()) > GAIN_Z * se))
-    t = pd.DataFrame(rows)
-    return t.option[t.clear].iloc[int(np.argmax(t.val_mrr[t.clear].values))], t
+        rows.append(dict(option=o, val_mrr=float(r.mean()), gain=float(d.mean()), gain_se=se))
+    return _keep_clear(rows, 'val_mrr')
 
 
 # %% ../nbs/18_ablations.ipynb #1bbe71b4
@@ -157,10 +161,8 @@ def pick_auroc_option(scores: dict, y) -> tuple:
     for o in opts:
         p, n = auroc_placements(scores[o], y)
         se = float(np.sqrt(np.var(p - p0, ddof=1) / len(p) + np.var(n - n0, ddof=1) / len(n))) if min(len(p), len(n)) > 1 else float('nan')
-        gain = float(p.mean() - p0.mean())
-        rows.append(dict(option=o, val_auroc=float(p.mean()), gain=gain, gain_se=se, clear=o == opts[0] or gain > GAIN_Z * se))
-    t = pd.DataFrame(rows)
-    return t.option[t.clear].iloc[int(np.argmax(t.val_auroc[t.clear].values))], t
+        rows.append(dict(option=o, val_auroc=float(p.mean()), gain=float(p.mean() - p0.mean()), gain_se=se))
+    return _keep_clear(rows, 'val_auroc')
 
 # %% ../nbs/18_ablations.ipynb #c381f721
 def choose_rsna_prompts(cfg: Config, options: dict = RSNA_PROMPT_OPTIONS, seed: int = CHOICE_SEED) -> tuple[str, pd.DataFrame]:
