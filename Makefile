@@ -35,9 +35,10 @@ reproduce: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# Smoke natively, under each platform perturbation and each deliberate change (96_goldens), two at a time;
+# writes tests/goldens with measured tolerances and prints the margin table.
 goldens: setup
-	$(BIN)/alta-nb reproduce --profile smoke
-	$(BIN)/alta-nb goldens --profile smoke
+	$(BIN)/alta-nb goldens --calibrate
 
 # The offline docs site from the executed notebooks (_runs/teach if it exists, else _runs/smoke).
 docs: setup
@@ -55,13 +56,15 @@ export: setup
 clean:
 	rm -rf _runs _docs
 
-# The kit beside the official ALTA code (issue #14): a second venv with the official pins; the checkout is yours
-# (the kit never downloads it): make vs-official ALTA_OFFICIAL_REPO=/path/to/ALTA [VS_ARGS=--small]
-OFFICIAL_VENV := .venv_official
+# The kit beside the official ALTA code (issue #14): a second venv with the official pins, kept in a cache folder outside
+# the working tree (git status stays clean); the checkout is yours (the kit never downloads it):
+#   make vs-official ALTA_OFFICIAL_REPO=/path/to/ALTA [VS_ARGS=--small | VS_ARGS="--small --mutate all"]
+# (scikit-learn: engine_pretrain.py imports it; the harness runs its train_one_epoch)
+OFFICIAL_VENV ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/alta_nb/venv_official
 $(OFFICIAL_VENV)/.alta-official-installed:
-	@test -x $(OFFICIAL_VENV)/bin/python || $(PYTHON) -m venv $(OFFICIAL_VENV)
+	@test -x $(OFFICIAL_VENV)/bin/python || { mkdir -p $(dir $(OFFICIAL_VENV)) && $(PYTHON) -m venv $(OFFICIAL_VENV); }
 	$(OFFICIAL_VENV)/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(OFFICIAL_VENV)/bin/python -m pip install -q timm==0.6.13 transformers==4.33.3 einops pandas safetensors numpy
+	$(OFFICIAL_VENV)/bin/python -m pip install -q timm==0.6.13 transformers==4.33.3 einops pandas safetensors numpy scikit-learn
 	@touch $@
 
 vs-official: setup $(OFFICIAL_VENV)/.alta-official-installed

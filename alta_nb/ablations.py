@@ -30,13 +30,14 @@ VARIANTS: dict[str, dict] = {
     'alta_frontal_lateral':  dict(kind='alta', n_views=2),
     'alta_multiview':        dict(kind='alta', n_views=4),
     'alta_multiview_masked': dict(kind='alta', n_views=4, multiview='masked'),
+    'baseline':              dict(kind='baseline'),       # 04b: the minimal CLIP, the bar
 }
 HEADLINE = ['img2img_p_at_10', 'txt2img_p_at_10', 'img2txt_p_at_10', 'zeroshot_chexpert_acc', 'rsna_auroc']
 MECHANISMS = ['img_emb_mean_cos', 'txt_emb_mean_cos', 'negation_cos', 'img_feat_mean_cos', 'rsna_acc', 'rsna_f1', 'rsna_all_pos_acc',
               'rsna_all_pos_f1', 'logit_scale']  # why, not how well (15/16)
 COMPARISONS = [('mrm_features', 'random_init'), ('alta_multiview', 'random_init'), ('alta_multiview', 'clip_scratch'),
                ('alta_frontal_lateral', 'alta_frontal'), ('alta_multiview', 'alta_frontal'),
-               ('alta_multiview_masked', 'alta_multiview')]
+               ('alta_multiview_masked', 'alta_multiview'), ('alta_multiview', 'baseline')]
 
 # %% ../nbs/18_ablations.ipynb #ecd684ab
 def variant_config(name: str, cfg: Config, clip_epochs: int | None = None) -> tuple[str | None, Config]:
@@ -51,6 +52,8 @@ def build_variant(name: str, cfg: Config, clip_epochs: int | None = None):
     from alta_nb.stages import pretrained
     from alta_nb.alta import build_model
     kind, c = variant_config(name, cfg, clip_epochs)
+    if kind == 'baseline':                    # 04b: its own cache and its own tokenizer
+        from alta_nb.baseline import pretrained_baseline; return pretrained_baseline(c)
     if kind is None:                          # same tokenizer as the trained ones, so texts are comparable
         tok = pretrained(cfg, 'alta').tokenizer
         seed_everything(cfg.seed)

@@ -236,9 +236,11 @@ def resolve_run_dir(run_dir: str, name: str, profile: str) -> Path:
     return p
 
 # %% ../nbs/00_core.ipynb #45c58d6a
-def notebook_setup(name: str, profile: str = 'smoke', seed: int = 0, run_dir: str = '', device: str = 'auto',
-                   **overrides) -> tuple[Config, Path]:
-    "Config for `profile` (+ overrides), everything seeded, and the notebook's run directory."
+def notebook_setup(name: str, profile: str = 'smoke', seed: int = 0, run_dir: str = '',
+                   device: str = 'auto', **overrides) -> tuple[Config, Path]:
+    "Config for `profile` (+ overrides, then `$ALTA_OVERRIDES`), everything seeded, the run folder."
+    env = os.environ.get('ALTA_OVERRIDES', '')          # 'lr=2e-3,threads=2': `reproduce --set`
+    overrides = {**overrides, **parse_overrides([s for s in env.split(',') if s.strip()])}
     cfg = get_config(profile, seed=seed, device=device, **overrides)
     if cfg.threads: torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset, DataLoader
 from .core import Config, get_config, data_dir, atomic_write, save_metrics
 from .synthcxr import ensure_synthcxr, ensure_chexpert_like, ensure_rsna_like, CHEXPERT_LABELS
+from .mimic import table_sources
 from .mimic import build_alta_table, build_alta_table_from_csv, source_fingerprint, ALTA_COLUMNS, file_sha256
 from .readers import read_chexpert_csv, read_rsna, read_nih, read_openi_reports, openi_studies
 from .images import ImageCache, to_tensor_u8, normalize, normalize_np, apply_aug, sample_aug, image_transform, read_image, frontal_small
@@ -74,22 +75,47 @@ def get_tokenizer(cfg: Config, texts=None):
     return tok
 
 # %% ../nbs/04_datasets.ipynb #1235d3eb
-_SPLITS = {'train': 'train', 'validate': 'validate', 'valid': 'validate', 'val': 'validate', 'test': 'test'}
+def _view_map(root: Path, view_map: dict | None) -> dict | None:
+    "`view_map`, else the data's `view_map.json` (in the root, or beside the flat CSV), else None."
+    p = (root.parent if root.is_file() else root)/'view_map.json'
+    if view_map is not None or not p.exists(): return view_map
+    try: vm = json.loads(p.read_text())
+    except ValueError as e: vm = e
+    if isinstance(vm, dict) and all(isinstance(v, str) for v in vm.values()): return vm
+    raise ValueError(f"{p}: expected a JSON object {{view value: 'PA'|'AP'|'LATERAL'|'LL'}}, "
+                     f"got {str(vm)[:80]!r}; fix or delete it")
 
-def study_root(cfg: Config) -> tuple[Path, Path]:
-    """(image root, ALTA table CSV) for `cfg`: SynthCXR; the root's own `alta_train.csv`; or a table built from `cfg.data_root`
-    (a MIMIC-CXR-JPG root, or a flat CSV: `build_alta_table_from_csv`) and cached under `data_dir()/alta_tables/<key>/`,
-    the key covering every file it is built from (`source_fingerprint`), so any edit rebuilds it."""
+def _check_own_table(root: Path, table: Path):
+    "A root's own table must be newer than what it is built from (`table_sources`, view_map.json)."
+    try: src = table_sources(root) + [root/'view_map.json']
+    except FileNotFoundError: return                   # no MIMIC metadata: a table given as is
+    t = table.stat().st_mtime_ns; new = [p for p in src if p.exists() and p.stat().st_mtime_ns > t]
+    if new: raise ValueError(f"{table}: older than {new[0]} ({len(new)} newer source(s)): stale? "
+                             f"rebuild it (build_alta_table(root, out_csv=...)), delete it "
+                             f"(the kit then builds a cached one), or touch it to keep it as is")
+
+def study_root(cfg: Config, view_map: dict | None = None) -> tuple[Path, Path]:
+    """(image root, ALTA table CSV) for `cfg`: SynthCXR; the root's own `alta_train.csv` (an error
+    when a file it is built from is newer); or a table built from `cfg.data_root` (a MIMIC-CXR-JPG
+    root, or a flat CSV: `build_alta_table_from_csv`) with `view_map` (else `view_map.json` there),
+    cached under `data_dir()/alta_tables/<key>/`, the key covering every file it is built from
+    (`source_fingerprint`) and the view map, so any edit rebuilds it."""
     if not cfg.data_root:
         root = ensure_synthcxr(cfg); return root, root/'alta_train.csv'
     root = Path(cfg.data_root)
     if not root.exists(): raise FileNotFoundError(f"data_root {root} does not exist (expected a MIMIC-CXR-JPG root with files/ and the metadata CSVs, or a flat CSV)")
-    if root.is_dir() and (root/'alta_train.csv').exists(): return root, root/'alta_train.csv'
-    out = data_dir()/'alta_tables'/source_fingerprint(root)/'alta_train.csv'
+    if root.is_dir() and (root/'alta_train.csv').exists() and view_map is None:
+        _check_own_table(root, root/'alta_train.csv'); return root, root/'alta_train.csv'
+    vm = _view_map(root, view_map)
+    vk = f"-{hashlib.sha1(json.dumps(vm, sort_keys=True).encode()).hexdigest()[:8]}" if vm else ''
+    out = data_dir()/'alta_tables'/(source_fingerprint(root) + vk)/'alta_train.csv'
     if not out.exists():
         print(f"building the ALTA table of {root} into {out} (cached; rebuilt whenever a file it is built from changes)")
-        (build_alta_table_from_csv if root.is_file() else build_alta_table)(root, out)
+        (build_alta_table_from_csv if root.is_file() else build_alta_table)(root, out, view_map=vm)
     return (root.parent if root.is_file() else root), out
+
+# %% ../nbs/04_datasets.ipynb #0fe2cfa9
+_SPLITS = {'train': 'train', 'validate': 'validate', 'valid': 'validate', 'val': 'validate', 'test': 'test'}
 
 def read_alta_table(path) -> pd.DataFrame:
     "An ALTA table CSV with its columns and values checked (one-line errors name the file and row)."
@@ -103,9 +129,9 @@ def read_alta_table(path) -> pd.DataFrame:
         if not str(r.report).strip(): raise ValueError(f"{path}: row {i + 2}: empty report")
     return df
 
-def alta_table(cfg: Config, split: str = 'train') -> pd.DataFrame:
+def alta_table(cfg: Config, split: str = 'train', view_map: dict | None = None) -> pd.DataFrame:
     "The ALTA rows of `split` ('train', 'validate'/'valid', 'test' or 'all') for `cfg`."
-    _, csv = study_root(cfg)
+    _, csv = study_root(cfg, view_map)
     df = read_alta_table(csv)
     if split == 'all': return df
     if split not in _SPLITS: raise ValueError(f"unknown split {split!r}; choose one of {sorted(_SPLITS)} or 'all'")

@@ -15,7 +15,7 @@ __all__ = ['HOOK', 'lesson_notebooks', 'pick_run', 'notebook_title', 'split_dire
            'stage_docs', 'build_docs', 'main_docs']
 
 # %% ../nbs/98_docs.ipynb #84278e33
-_LESSON_RE = re.compile(r'^([0-8]\d)_.+\.ipynb$')
+_LESSON_RE = re.compile(r'^([0-8]\d[a-w]?)_.+\.ipynb$')   # 04b_*: a lesson after 04
 
 def lesson_notebooks(run) -> list[Path]:
     "The executed lesson notebooks `NN_name.ipynb` of a run folder, in lesson order."

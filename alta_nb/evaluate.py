@@ -326,25 +326,25 @@ def real_suite(chexpert_dir, rsna_dir, master_csv=None, alta_repo=None, convirt_
     return EvalSuite(s5, q, c, rs, text_queries=texts, table=table)
 
 # %% ../nbs/16_eval_zeroshot.ipynb #0444b145
-COMPARED = ['random_init', 'mrm_features', 'clip_scratch', 'alta_single', 'alta_multiview']
+COMPARED = ['random_init', 'mrm_features', 'clip_scratch', 'alta_single', 'alta_multiview',
+            'baseline']         # 04b_baseline: the bar
 
 def comparison_models(cfg) -> dict:
-    "The five compared models, trained (or not) on the same SynthCXR data, all on `cfg.device`."
-    from alta_nb.alta import build_model
+    "The paper's five compared models and the 04b baseline, on the same data, on `cfg.device`."
+    from alta_nb.alta import build_model; from alta_nb.baseline import pretrained_baseline
     from alta_nb.stages import pretrained; from alta_nb.compute import equal_compute_epochs
     from alta_nb.core import get_device, seed_everything
     dev = get_device(cfg.device)
     ms = {'alta_multiview': pretrained(cfg, 'alta'), 'alta_single': pretrained(cfg, 'alta', n_views=1),
-          'clip_scratch': pretrained(cfg, 'clip_scratch', epochs=equal_compute_epochs(cfg)[0]), 'mrm_features': pretrained(cfg, 'mrm')}
-    tok = ms['alta_multiview'].tokenizer
-    seed_everything(cfg.seed)
+          'clip_scratch': pretrained(cfg, 'clip_scratch', epochs=equal_compute_epochs(cfg)[0]),
+          'mrm_features': pretrained(cfg, 'mrm'), 'baseline': pretrained_baseline(cfg)}
+    tok = ms['alta_multiview'].tokenizer; seed_everything(cfg.seed)
     ms['random_init'] = build_model(cfg, kind='alta', tokenizer=tok, device='cpu').eval()
     for m in ms.values():
         if getattr(m, 'tokenizer', None) is None: m.tokenizer = tok
     return {k: ms[k].to(dev) for k in COMPARED}
 
 def compare(cfg, suite: EvalSuite | None = None, models: dict | None = None, views: str = 'single') -> dict:
-    "`{model name: evaluate(...)}` for the five compared models — the ablation loop in one call."
-    suite = suite or eval_suite_for(cfg)
-    models = models or comparison_models(cfg)
+    "`{model name: evaluate(...)}` for the compared models — the ablation loop in one call."
+    suite, models = suite or eval_suite_for(cfg), models or comparison_models(cfg)
     return {name: evaluate(m, suite, cfg, views=views) for name, m in models.items()}

@@ -117,9 +117,19 @@ def _pil_to_float(img: Image.Image) -> np.ndarray:
                 warnings.warn(f"16-bit image without a stated bit depth (a PNG sBIT chunk): read as {bits}-bit (the smallest of 8/10/12/14/16 bits holding "
                               f"its maximum); write an sBIT chunk to state the depth", stacklevel=3)
         return np.clip(a / (2.0 ** min(bits, 16) - 1), 0, 1)
-    if img.mode == 'F': return np.clip(np.asarray(img, dtype=np.float32), 0, 1)
+    if img.mode == 'F': return _float_unit(img)
     if img.mode != 'L': img = img.convert('L')
     return np.asarray(img, dtype=np.float32) / 255.0
+
+def _float_unit(img: Image.Image) -> np.ndarray:
+    "A float image (a 32-bit TIFF) in [0,1]: as is if inside [0,1], else by its min/max (warns)."
+    a = np.array(img, dtype=np.float32); name = getattr(img, 'filename', '') or 'float image'
+    if not np.isfinite(a).all(): raise ValueError(f"{name}: NaN/inf pixels; re-export it")
+    lo, hi = float(a.min()), float(a.max())
+    if lo >= 0 and hi <= 1: return a
+    warnings.warn(f"{name}: float pixels in [{lo:g}, {hi:g}], not [0, 1]: scaled by the image's "
+                  f"own min/max; store it in [0, 1] (or as 16-bit PNG) to fix it", stacklevel=4)
+    return (a - lo) / max(hi - lo, 1e-12)
 
 def _decode(path: Path, draft_size: int | None = None):
     "A Pillow image, or a DICOM's float [0,1] array: DICOM by suffix or preamble, else by content when Pillow cannot read it."
@@ -168,8 +178,11 @@ def preprocess_u8(path, crop: int) -> np.ndarray:
     path = Path(path); rs = resize_size(crop)
     img = _decode(path, draft_size=rs)
     if isinstance(img, np.ndarray): img = Image.fromarray(img, mode='F')
-    elif img.mode not in ('L', 'F'): img = Image.fromarray(_pil_to_float(img), mode='F')
+    elif img.mode != 'L': img = Image.fromarray(_pil_to_float(img), mode='F')
     w, h = img.size
+    if max(w, h) > 4 * min(w, h):      # a chest film is near square: a strip would be stretched
+        raise ValueError(f"{path}: image is {w}×{h} pixels (aspect over 4:1): not a radiograph "
+                         f"(a cut or corrupt export?); re-export it or drop it from the table")
     s = rs / min(w, h)
     nw, nh = max(rs, int(round(w * s))), max(rs, int(round(h * s)))
     img = img.resize((nw, nh), Image.BICUBIC)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_mimic.ipynb #1363f424
 from __future__ import annotations
-import hashlib, json, os, re
+import hashlib, json, os, re, warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -14,7 +14,7 @@ from .core import atomic_write, save_metrics
 __all__ = ['META_COLUMNS', 'SPLIT_COLUMNS', 'FRONTAL_RANK', 'LATERAL_RANK', 'ALTA_COLUMNS', 'FLAT_COLUMNS', 'SPLITS',
            'TABLE_VERSION', 'find_csv', 'read_checked_csv', 'read_metadata', 'normalise_views', 'unrecognised_views',
            'pick_views', 'extract_sections', 'has_headers', 'report_text', 'file_sha256', 'alta_table_from_images',
-           'build_alta_table', 'read_flat_csv', 'build_alta_table_from_csv', 'source_fingerprint']
+           'build_alta_table', 'read_flat_csv', 'build_alta_table_from_csv', 'table_sources', 'source_fingerprint']
 
 # %% ../nbs/02_mimic.ipynb #dc1a374b
 META_COLUMNS = {'dicom_id': 'str', 'subject_id': 'int', 'study_id': 'int', 'ViewPosition': 'str', 'StudyDate': 'int', 'StudyTime': 'float'}
@@ -34,6 +34,8 @@ def read_checked_csv(path, columns: dict) -> pd.DataFrame:
     except Exception as e: raise ValueError(f"{path}: not a readable CSV ({type(e).__name__}: {str(e).splitlines()[0]}); save it as a UTF-8 CSV with a header row") from None
     missing = [c for c in columns if c not in df.columns]
     if missing: raise ValueError(f"{path}: missing column(s) {missing}; expected {list(columns)} (found {list(df.columns)[:12]})")
+    if not len(df): raise ValueError(f"{path}: a header but no rows; expected one row per image "
+                                     f"under it (re-export it: empty or cut short?)")
     for c, t in columns.items():
         if t in ('int', 'float'):
             num = pd.to_numeric(df[c], errors='coerce')
@@ -126,29 +128,44 @@ def file_sha256(path) -> str:
 
 # %% ../nbs/02_mimic.ipynb #84fcf878
 def _with_priors(st: pd.DataFrame, when, strict: bool, where: str) -> tuple[pd.DataFrame, dict, list]:
-    "The studies with a frontal in time order, each with its prior's `study_id`, frontal and lateral; the first counts; the first frontal-less ids."
-    st = st.sort_values(['subject_id', *when, 'study_id']).reset_index(drop=True)
+    """The studies with a frontal in time order, each with its prior's `study_id`, frontal and
+    lateral; the first counts; the first frontal-less ids. Studies tied in time: not each other's"""
+    key = ['subject_id', *when]      # ties in time: the study listed first in the file comes last
+    st = st.sort_values(key + ['row'], ascending=[True] * len(key) + [False]).reset_index(drop=True)
     counts = dict(studies=len(st), no_frontal=int((st.frontal == '-1').sum()))
     no_f = list(st.study_id[st.frontal == '-1'][:3])
     if strict and counts['no_frontal']:
         r = st[st.frontal == '-1'].iloc[0]
         raise ValueError(f"study {r.study_id} (subject {r.subject_id}): no frontal (PA/AP) image in {where}; "
                          f"map its view values with view_map= or pass strict=False to skip such studies")
-    has_f = st.frontal != '-1'
-    # prior = last earlier study of the same subject with a frontal: forward-fill within the subject, shifted by one
+    if (tied := st.duplicated(key, keep=False)).any():
+        r = st[tied].iloc[0]; same = list(st.study_id[tied & st[key].eq(r[key]).all(axis=1)])
+        msg = (f"{where}: subject {r.subject_id}: studies {same} have the same study time "
+               f"({int(tied.sum())} tied studies in all): " + ("cannot tell which is the prior; "
+               "give them distinct times, or pass strict=False (then none is another's prior)"
+               if strict else "none is taken as another's prior, a later study takes the one "
+               "listed first; give them distinct times to order them"))
+        if strict: raise ValueError(msg)
+        warnings.warn(msg, stacklevel=3)
+    has_f, first = st.frontal != '-1', st.groupby(key, sort=False).cumcount() == 0
+    # prior = last earlier study of the subject with a frontal: forward-fill within the subject,
+    # shifted by one; studies tied in time share the prior of their group's first (latest earlier)
     for col in ('study_id', 'frontal', 'lateral'):
-        prev = st[col].where(has_f).groupby(st.subject_id).shift(1)
-        st['prior_' + col] = prev.groupby(st.subject_id).ffill()
+        prev = st[col].where(has_f).groupby(st.subject_id).shift(1).groupby(st.subject_id).ffill()
+        st['prior_' + col] = prev.where(first).groupby(first.cumsum()).transform('first')
     return st[has_f].copy(), counts, no_f
 
 # %% ../nbs/02_mimic.ipynb #5679e486
 def _read_report(rp: Path, sid, hint: str) -> str:
     "A report file's text, or a one-line error naming it (missing, or not UTF-8)."
     if not rp.exists(): raise FileNotFoundError(f"{rp}: report of study {sid} not found ({hint})")
-    try: return rp.read_bytes().decode('utf-8-sig')
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{rp}: report of study {sid} is not UTF-8 (bad byte at {e.start}); re-save it as UTF-8 "
-                         f"(e.g. iconv -f latin1 -t utf-8)") from None
+    b = rp.read_bytes(); bom16 = b[:2] in (b'\xff\xfe', b'\xfe\xff')    # UTF-16: by its BOM
+    try: text, why = b.decode('utf-16' if bom16 else 'utf-8-sig'), 'NUL bytes: UTF-16 with no BOM?'
+    except UnicodeDecodeError as e: text, why = '\x00', f'bad byte at {e.start}'
+    if '\x00' not in text: return text
+    enc = 'utf-16le' if b.count(0) > len(b) // 8 else 'latin1'
+    raise ValueError(f"{rp}: report of study {sid} is not UTF-8 ({why}); re-save it as UTF-8 "
+                     f"(e.g. iconv -f {enc} -t utf-8)")
 
 def _study_rows(st: pd.DataFrame, img: pd.DataFrame, src: dict, strict: bool) -> tuple[list[dict], list, int]:
     "One ALTA row per study whose report has text; the dropped reports (where to find them) and the header-less count."
@@ -205,7 +222,14 @@ def alta_table_from_images(img: pd.DataFrame, root, src: dict, out_csv=None, vie
     root = Path(root)
     img = img.assign(view_raw=img.view.fillna('').astype(str), view=normalise_views(img.view, view_map))
     unknown = img.view_raw[~img.view.isin(FRONTAL_RANK) & ~img.view.isin(LATERAL_RANK)].value_counts().to_dict()
-    st, counts, no_f = _with_priors(pick_views(img, 'view', 'image_id', src['when']), src['when'], strict, src['where'])
+    if strict and unknown:
+        r = img[img.view_raw.isin(list(unknown))].iloc[0]
+        raise ValueError(f"{src['where']} row {r.row}: view value {r.view_raw!r} is neither "
+                         f"frontal nor lateral (all: {dict(list(unknown.items())[:6])}); map "
+                         f"with view_map={{'<value>': 'PA'|'AP'|'LATERAL'|'LL'}} or strict=False")
+    st = pick_views(img, 'view', 'image_id', src['when'])
+    st['row'] = st.study_id.map(img.groupby('study_id').row.min())      # ties in time: file order
+    st, counts, no_f = _with_priors(st, src['when'], strict, src['where'])
     rows, empty, no_head = _study_rows(st, img, src, strict)
     counts['empty_reports_dropped'] = len(empty)
     df = pd.DataFrame(rows, columns=ALTA_COLUMNS)
@@ -240,6 +264,24 @@ def build_alta_table(mimic_root, out_csv=None, reports_root=None, strict: bool =
                split=str(split_path), id='dicom_id', report_hint='expected the MIMIC-CXR report .txt', check_kw='check_files')
     return alta_table_from_images(img, root, src, out_csv, view_map, strict, check_files, verbose)
 
+# %% ../nbs/02_mimic.ipynb #385ef294
+def _study_times(df: pd.DataFrame, first_bad) -> pd.Series:
+    """`study_datetime` as ISO 8601: a full date at least; UTC offsets (all or none) converted to
+    UTC; a study with no time of day may not share its day with another study of its subject."""
+    raw = df.study_datetime.astype(str).str.strip(); v = lambda i: f"study_datetime {raw[i]!r}"
+    tz = raw.str.contains(r'[T ]\d\d:?\d\d.*(?:Z|[+-]\d\d(?::?\d\d)?)$')    # a time with an offset
+    first_bad(~raw.str.match(r'\d{4}-?\d\d-?\d\d'), lambda i: f"{v(i)} is not a full ISO 8601 date "
+              f"(a year or month cannot order studies); write the day: 2011-03-28 (14:05)")
+    if tz.any(): first_bad(~tz, lambda i: f"{v(i)} has no UTC offset, row {int(tz.argmax()) + 2} "
+                           f"has one; give every value an offset (2011-03-28 14:05+01:00) or none")
+    when = pd.to_datetime(raw, errors='coerce', format='ISO8601', utc=bool(tz.any()))
+    first_bad(when.isna(), lambda i: f"{v(i)} is not a date; write ISO 8601 (2011-03-28 14:05)")
+    when = when.dt.tz_localize(None) if tz.any() else when          # offsets → UTC, compared so
+    many = df.groupby([df.subject_id, when.dt.normalize()]).study_id.transform('nunique') > 1
+    first_bad(many & ~raw.str.contains(r'\d[T ]\d'), lambda i: f"{v(i)} has no time of day and "
+              f"subject {df.subject_id[i]!r} has another study that day (order unknown); add times")
+    return when
+
 # %% ../nbs/02_mimic.ipynb #f3e362bd
 FLAT_COLUMNS = {'subject_id': 'str', 'study_id': 'str', 'study_datetime': 'str', 'view': 'str', 'path': 'str'}
 SPLITS = ('train', 'validate', 'test')
@@ -253,9 +295,7 @@ def read_flat_csv(csv) -> pd.DataFrame:
     def first_bad(mask, what):
         if mask.any(): i = int(np.argmax(mask.values)); raise ValueError(f"{csv}: row {i + 2}: {what(i)}")
     for c in ('subject_id', 'study_id', 'study_datetime', 'path'): first_bad(df[c].isna() | (df[c].astype(str).str.strip() == ''), lambda i: f"column {c!r} is empty; every image needs one")
-    when = pd.to_datetime(df.study_datetime, errors='coerce', format='ISO8601')
-    first_bad(when.isna(), lambda i: f"study_datetime {df.study_datetime[i]!r} is not a date; write ISO 8601 (2011-03-28 or 2011-03-28 14:05)")
-    df['study_datetime'] = when
+    df['study_datetime'] = _study_times(df, first_bad)
     first_bad(df.path.duplicated(), lambda i: f"duplicate path {df.path[i]!r}: each image must appear once")
     subj = df.groupby('study_id').subject_id.transform('nunique')
     first_bad(subj > 1, lambda i: f"study_id {df.study_id[i]!r} belongs to two subjects ({sorted(set(df.subject_id[df.study_id == df.study_id[i]]))}); study ids must be unique")
@@ -283,22 +323,25 @@ def build_alta_table_from_csv(csv, out_csv=None, image_root=None, view_map: dict
     return alta_table_from_images(img, Path(image_root or csv.parent), src, out_csv, view_map, strict, check_images, verbose)
 
 # %% ../nbs/02_mimic.ipynb #e4cbb534
-TABLE_VERSION = 2     # bump when a rule of the builder changes: cached tables are rebuilt
+TABLE_VERSION = 3     # bump when a rule of the builder changes: cached tables are rebuilt (3: ties)
 
-def source_fingerprint(source, reports_root=None) -> str:
-    """A key for the ALTA table built from `source` (a MIMIC-CXR-JPG root or a flat CSV): the builder version, the path,
-    and the size and mtime of every file it reads (metadata, split, each report, or the CSV and its report files)."""
+def table_sources(source, reports_root=None) -> list[Path]:
+    "The files the table of `source` is built from: metadata, split, reports; or CSV and reports."
     src = Path(source)
     if src.is_file():
         df = pd.read_csv(src, usecols=lambda c: c == 'report_path', dtype=str)
-        files = [src] + [src.parent/p for p in df.get('report_path', pd.Series([], dtype=str)).dropna().unique()]
-    else:
-        meta = read_metadata(src); reports_root = Path(reports_root or src)
-        ids = meta[['subject_id', 'study_id']].drop_duplicates()
-        files = [find_csv(src, 'mimic-cxr-2.0.0-metadata.csv'), find_csv(src, 'mimic-cxr-2.0.0-split.csv')]
-        files += [reports_root/_report_relpath(a, b) for a, b in zip(ids.subject_id, ids.study_id)]
-    ident = []
-    for f in files:
+        rp = df.get('report_path', pd.Series([], dtype=str)).dropna().unique()
+        return [src] + [src.parent/p for p in rp]
+    meta = read_metadata(src); reports_root = Path(reports_root or src)
+    ids = meta[['subject_id', 'study_id']].drop_duplicates()
+    files = [find_csv(src, f'mimic-cxr-2.0.0-{n}.csv') for n in ('metadata', 'split')]
+    return files + [reports_root/_report_relpath(a, b) for a, b in ids.itertuples(index=False)]
+
+def source_fingerprint(source, reports_root=None) -> str:
+    """A key for the ALTA table built from `source` (a MIMIC-CXR-JPG root or a flat CSV): the
+    builder version, the path, and the size and mtime of every file it reads (`table_sources`)."""
+    src = Path(source); ident = []
+    for f in table_sources(src, reports_root):
         try: s = os.stat(f); ident.append((str(f), s.st_size, s.st_mtime_ns))
         except FileNotFoundError: ident.append((str(f), None))
     return hashlib.sha1(json.dumps([TABLE_VERSION, str(src.resolve()), ident]).encode()).hexdigest()[:16]

@@ -51,7 +51,7 @@ def load_paper_results(path=None) -> pd.DataFrame:
 
 # %% ../nbs/17_report.ipynb #76e6b900
 REPORT_STEM = '17_report'
-MODELS = ['random_init', 'mrm_features', 'clip_scratch', 'alta_single', 'alta_multiview']
+MODELS = ['random_init', 'mrm_features', 'clip_scratch', 'alta_single', 'alta_multiview', 'baseline']
 BASELINES = ['random_init', 'mrm_features', 'clip_scratch']
 EVAL_METRICS = ['img2img_p_at_10', 'txt2img_p_at_10', 'img2txt_p_at_5', 'img2txt_p_at_10', 'img2txt_p_at_100',
                 'zeroshot_chexpert_acc', 'rsna_auroc', 'rsna_acc', 'rsna_f1']
@@ -62,7 +62,7 @@ def _num(stem: str) -> int: return int(stem[:2])
 
 def sibling_stems(nbs_dir=None, run_root=None, me: str = REPORT_STEM) -> list[str]:
     "Lesson notebooks (from `nbs_dir`, plus run folders under `run_root`) that come before `me`, in order."
-    pat = re.compile(r'^[0-8]\d_')
+    pat = re.compile(r'^[0-8]\d[a-w]?_')      # 04b_baseline: a lesson after 04
     stems = {p.stem for p in Path(nbs_dir or repo_root()/'nbs').glob('*.ipynb') if pat.match(p.name)}
     if run_root and Path(run_root).is_dir(): stems |= {p.name for p in Path(run_root).iterdir() if p.is_dir() and pat.match(p.name)}
     return sorted(s for s in stems if _num(s) < _num(me))
@@ -70,7 +70,7 @@ def sibling_stems(nbs_dir=None, run_root=None, me: str = REPORT_STEM) -> list[st
 def later_stems(nbs_dir=None, me: str = REPORT_STEM) -> list[str]:
     "Lesson notebooks numbered after `me`: they run after this report, so their numbers are not this run's yet."
     return sorted(p.stem for p in Path(nbs_dir or repo_root()/'nbs').glob('*.ipynb')
-                  if re.match(r'^[0-8]\d_', p.name) and _num(p.stem) > _num(me))
+                  if re.match(r'^[0-8]\d[a-w]?_', p.name) and _num(p.stem) > _num(me))
 
 def collect_run_metrics(run_dir, nbs_dir=None) -> dict:
     "`{stem: metrics}` for the notebooks before this one: `None` = not run, `{}` = ran (executed copy present) but saved none."

@@ -4,27 +4,32 @@
 
 # %% ../nbs/99_reproduce.ipynb #98bac0c2
 from __future__ import annotations
-import argparse, json, math, re, shutil, sys, time, os
+import argparse, json, os, re, shutil, sys, time
 from pathlib import Path
 from .core import repo_root, runs_dir, atomic_write, get_config, PROFILES
 
 # %% auto #0
-__all__ = ['KERNEL', 'CELL_TIMEOUT', 'EVENTS', 'find_notebooks', 'ensure_kernel', 'NotebookFailed', 'run_notebook',
-           'write_report', 'collect_figures', 'reproduce', 'compare_goldens', 'load_goldens', 'update_goldens',
-           'granularity', 'golden_spec', 'main']
+__all__ = ['KERNEL', 'CELL_TIMEOUT', 'find_notebooks', 'ensure_kernel', 'NotebookFailed', 'run_notebook', 'write_report',
+           'collect_figures', 'reproduce', 'main']
 
 # %% ../nbs/99_reproduce.ipynb #4d814933
-_NB_RE = re.compile(r'^(\d\d)_.+\.ipynb$')
+_NB_RE = re.compile(r'^(\d\d[a-w]?)_.+\.ipynb$')   # 04b_*: a lesson after 04; 04x_*: none
+
+def _nb_number(o) -> str:
+    "'4' → '04', '04b' → '04b': the number part of a notebook name, as `--only` takes it."
+    m = re.fullmatch(r'(\d{1,2})([a-w]?)', str(o).strip())
+    if not m: raise ValueError(f"--only: {o!r} is not a notebook number (e.g. 05 or 04b)")
+    return f'{int(m[1]):02d}{m[2]}'
 
 def find_notebooks(nbs_dir=None, only=None) -> list[Path]:
     "The numbered notebooks of `nbs_dir` in order, without the tools `9X_*`; `only` = numbers to keep."
     nbs_dir = Path(nbs_dir or repo_root()/'nbs')
     nbs = sorted(p for p in nbs_dir.glob('*.ipynb') if _NB_RE.match(p.name) and not p.name.startswith('9'))
     if only:
-        want = {f'{int(o):02d}' for o in only}
-        missing = want - {p.name[:2] for p in nbs}
+        want = {_nb_number(o) for o in only}
+        missing = want - {_NB_RE.match(p.name)[1] for p in nbs}
         if missing: raise ValueError(f"--only: no notebook numbered {sorted(missing)} in {nbs_dir}")
-        nbs = [p for p in nbs if p.name[:2] in want]
+        nbs = [p for p in nbs if _NB_RE.match(p.name)[1] in want]
     return nbs
 
 # %% ../nbs/99_reproduce.ipynb #0acfe651
@@ -159,134 +164,6 @@ def reproduce(profile: str = 'smoke', only=None, device: str = 'auto', seed: int
     if failure: raise failure
     return metrics
 
-# %% ../nbs/99_reproduce.ipynb #b5193ada
-def _lookup(metrics: dict, stem: str, ref: str):
-    s, _, k = ref.rpartition('.') if '.' in ref else (stem, '.', ref)
-    return metrics.get(s, {}).get(k)
-
-def _ordinal(name, got, want, run, stem):
-    for op, ok in (('gt', lambda a, b: a > b), ('ge', lambda a, b: a >= b), ('lt', lambda a, b: a < b), ('le', lambda a, b: a <= b)):
-        if op not in want: continue
-        ref = want[op]
-        other = ref if isinstance(ref, (int, float)) else _lookup(run or {}, stem, ref)
-        if other is None: return f'{name}: ordinal check needs {ref!r}, which the run lacks'
-        if not ok(got, other): return f'{name}: {got!r} not {op} {ref} = {other!r}'
-
-def _check(name, got, want, rel=1e-4, abs_=1e-8, run=None, stem=None):
-    if isinstance(want, dict):
-        if want.get('any'): return None                    # present is all a golden can say (see `golden_spec`)
-        errs = [_check(name, got, want['value'], want.get('rel', rel), want.get('abs', abs_)) if 'value' in want else None,
-                _ordinal(name, got, want, run, stem)]
-        if 'min' in want or 'max' in want:
-            if not isinstance(got, (int, float)) or isinstance(got, bool): errs.append(f'{name}: expected a number in range, got {got!r}')
-            elif not want.get('min', -math.inf) <= got <= want.get('max', math.inf): errs.append(f"{name}: {got!r} outside [{want.get('min', -math.inf)}, {want.get('max', math.inf)}]")
-        return next((e for e in errs if e), None)
-    if isinstance(want, float) or isinstance(got, float):
-        if not isinstance(got, (int, float)) or isinstance(got, bool): return f'{name}: golden {want!r}, got {got!r}'
-        if math.isnan(want) and math.isnan(got): return None
-        tol = max(abs_, rel * abs(want))
-        return None if abs(got - want) <= tol else f'{name}: golden {want!r}, got {got!r} (off by {abs(got - want):.3g}, tolerance {tol:.3g})'
-    return None if got == want else f'{name}: golden {want!r}, got {got!r}'
-
-# %% ../nbs/99_reproduce.ipynb #9b8e2842
-def compare_goldens(metrics: dict, goldens: dict) -> list[str]:
-    "Readable differences between a run's `{stem: metrics}` and `{stem: golden}`; empty when they agree."
-    diffs = []
-    for stem, gold in sorted(goldens.items()):
-        got = metrics.get(stem)
-        if got is None: diffs.append(f'{stem}: notebook did not run or saved no metrics'); continue
-        for k, want in sorted(gold.items()):
-            if k not in got: diffs.append(f'{stem}.{k}: missing from the run (golden {want!r})'); continue
-            d = _check(f'{stem}.{k}', got[k], want, run=metrics, stem=stem)
-            if d: diffs.append(d)
-        for k in sorted(set(got) - set(gold)): diffs.append(f'{stem}.{k}: new metric {got[k]!r} has no golden (run `make goldens`)')
-    for stem in sorted(set(metrics) - set(goldens)):
-        if metrics[stem]: diffs.append(f'{stem}: no golden file (run `make goldens`)')
-    return diffs
-
-# %% ../nbs/99_reproduce.ipynb #c1e306e0
-def load_goldens(gold_dir) -> dict:
-    "All `<stem>.json` files of `gold_dir` as `{stem: golden}`."
-    return {p.stem: json.loads(p.read_text()) for p in sorted(Path(gold_dir).glob('*.json'))}
-
-def update_goldens(metrics: dict, gold_dir) -> list[str]:
-    "Write `metrics` as goldens into `gold_dir` (tolerances from `golden_spec`; ranges and ordinal claims kept); return the old differences."
-    gold_dir = Path(gold_dir); gold_dir.mkdir(parents=True, exist_ok=True)
-    old = load_goldens(gold_dir)
-    diffs = compare_goldens(metrics, old)
-    for stem, ms in metrics.items():
-        if not ms: continue
-        prev, new = old.get(stem, {}), {}
-        for k, v in sorted(ms.items()):
-            p, spec, claims = prev.get(k), golden_spec(stem, k, v, metrics), ('gt', 'ge', 'lt', 'le')
-            if isinstance(p, dict) and ('min' in p or 'max' in p): new[k] = p         # a range is a claim: kept
-            elif isinstance(p, dict):                                                 # ordinal claims and hand-set tolerances kept
-                kept = [*claims, *(('abs', 'rel') if 'why' not in p else ())]
-                new[k] = {**(spec if isinstance(spec, dict) else {'value': v}), **{o: p[o] for o in kept if o in p}}
-            else: new[k] = spec
-        with atomic_write(gold_dir/f'{stem}.json') as f: json.dump(new, f, indent=1, sort_keys=True); f.write('\n')
-    return diffs
-
-# %% ../nbs/99_reproduce.ipynb #40050a7d
-_TRAINED_STEMS = ('05_mrm', '08_text', '09_alta', '13_stages', '15_eval_retrieval', '16_eval_zeroshot', '18_ablations', '20_beyond')
-
-def _sizes(run: dict) -> dict:
-    "Set sizes a run recorded (`14_eval_sets`), with the text-query count of the 8x200 classes."
-    es = run.get('14_eval_sets', {})
-    from alta_nb.retrieval import CHEXPERT8_TEXT_QUERIES
-    n_txt = sum(len(v) for v in CHEXPERT8_TEXT_QUERIES.values()) * es.get('chexpert_8x200_query_classes', 8) // len(CHEXPERT8_TEXT_QUERIES)
-    pos = es.get('rsna_test_positive', 1); n = es.get('rsna_test_n', 2)
-    return dict(img2img=es.get('chexpert_8x200_query_n', 1), txt2img=max(n_txt, 1), img2txt=es.get('chexpert_5x200_n', 1),
-                zs=es.get('chexpert_5x200_n', 1), zs_classes=max(es.get('chexpert_5x200_classes', 1), 1), rsna_n=max(n, 1), rsna_pos=max(pos, 1),
-                rsna_neg=max(n - pos, 1))
-
-def granularity(key: str, run: dict) -> float | None:
-    "How much metric `key` moves when one hit, decision or pair flips; None when it is not a count-based metric."
-    if key == 'standin_val_section_mrr':            # an MRR over n pairs: one adjacent swap moves it by at most (1 − 1/2)/n
-        return 0.5 / run.get('13_stages', {}).get('standin_val_section_pairs', 1)
-    if re.fullmatch(r'val_mrr_\w+|val_curve_\w+_mrr', key): return 0.5 / run.get('18_ablations', {}).get('synth_val_studies', 1)
-    if re.fullmatch(r'val_rsna_(auroc|gain)_\w+', key): a = run.get('18_ablations', {}); return 1 / (max(a.get('val_rsna_positives', 1), 1) * max(a.get('val_rsna_negatives', 1), 1))
-    z, k = _sizes(run), re.search(r'p_at_(\d+)', key)
-    if k:
-        task = next((t for t in ('img2img', 'txt2img', 'img2txt') if t in key), None)
-        return 1 / (z[task] * int(k.group(1))) if task else None
-    if 'rsna_auroc' in key: return 1 / (z['rsna_pos'] * z['rsna_neg'])
-    if 'rsna_acc' in key: return 1 / z['rsna_n']
-    if any(f'rsna_{m}' in key for m in ('f1', 'precision', 'recall', 'npv')): return 2 / z['rsna_pos']
-    task = next((t for t in ('lateral_task', 'temporal_change') if key.startswith(t)), None)
-    if task:                       # 20_beyond: balanced accuracy / AUROC over the classes it counted
-        pre = 'beyond_lateral_' if task == 'lateral_task' else 'beyond_temporal_'
-        n = {}
-        for k, v in run.get('20_beyond', {}).items():
-            if k.startswith(pre): n[k.rsplit('_', 1)[1]] = n.get(k.rsplit('_', 1)[1], 0) + v
-        if not n: return None
-        lo, tot = max(min(n.values()), 1), sum(n.values())
-        g = 1 / (lo * max(tot - lo, 1)) if 'auroc' in key else 1 / (len(n) * lo)
-        return 2 * g if key.endswith('_gap_headline') else g
-    per = z['zs'] / z['zs_classes']
-    if re.search(r'zeroshot\w*_auroc', key): return 1 / (per * (z['zs'] - per))
-    if re.search(r'zeroshot\w*_acc', key): return 1 / z['zs']
-    return None
-
-# %% ../nbs/99_reproduce.ipynb #13d2e267
-EVENTS = 2                            # events of its granularity a point estimate may move by
-
-def golden_spec(stem: str, key: str, value, run: dict):
-    "The golden of one metric: a literal where every CPU agrees, else the value with a tolerance from its granularity."
-    if key.endswith('_seconds'): return {'min': 0.0, 'why': 'wall time: differs on every machine'}
-    if key.startswith('alta_flops_to_match_clip'):      # the first epoch past a chance-level value: the smoke value is no result
-        return {'any': True, 'why': 'crossing of two chance-level curves at smoke; flops_to_match is unit-tested (tests/test_curves.py)'}
-    if not isinstance(value, float) or math.isnan(value): return value
-    if key.endswith('_p_grid_steps'):      # the spread of near-equal probabilities: cancellation, so the claim is which side of 1 step
-        return ({'min': 0.0, 'max': 1.0} if value < 1 else {'min': 1.0}) | {'why': 'spread of near-equal floats, in threshold steps: held as < 1 or ≥ 1'}
-    g = granularity(key, run)
-    if g is not None:
-        if key.endswith(('_lo', '_hi')) or '_lo_' in key or '_hi_' in key:     # a percentile of resamples of a few images
-            return {'min': 0.0, 'max': 1.0, 'why': 'bootstrap interval end: held by the bracketing claims on its estimate'}
-        return {'value': value, 'abs': round(EVENTS * g * 1.001, 8), 'why': f'{EVENTS} events of {g:.4g}'}
-    if stem in _TRAINED_STEMS: return {'value': value, 'rel': 1e-3, 'why': 'trained float'}
-    return value
-
 # %% ../nbs/99_reproduce.ipynb #b11f4635
 def main(argv=None):
     "Entry point of the `alta-nb` command."
@@ -299,30 +176,29 @@ def main(argv=None):
     r.add_argument('--seed', type=int, default=0)
     r.add_argument('--cell-timeout', type=int, default=None, help='seconds per cell (default: CELL_TIMEOUT of the profile)')
     r.add_argument('--keep-going', action='store_true', help='run the rest after a failure')
+    r.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE',
+                   help='config fields for every notebook, e.g. lr=2e-3 (passed as $ALTA_OVERRIDES)')
     sub.add_parser('docs', help='render the executed notebooks into the offline docs site (see 98_docs)')
     sub.add_parser('status', help="write the README's status block from figures/<profile>/ (--check: compare only; see 97_status)")
     sub.add_parser('paper', help='check and plan a paper-profile run on real data: --dry-run (see 19_paper)')
-    g = sub.add_parser('goldens', help='rewrite tests/goldens from the last run and print what changed')
-    g.add_argument('--profile', default='smoke', choices=list(PROFILES))
-    g.add_argument('--dir', default=None, help='golden folder (default tests/goldens)')
+    sub.add_parser('goldens', help='write tests/goldens from the last smoke run; --calibrate measures them (96_goldens)')
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ['docs']:                  # these two parse their own options
+    if argv[:1] == ['docs']:                  # these parse their own options
         from alta_nb.docs import main_docs
-        return main_docs(argv[1:])
+        main_docs(argv[1:]); return 0             # it exits 1 itself on failure
     if argv[:1] == ['status']:
         from alta_nb.status import main_status
         sys.exit(main_status(argv[1:]))
+    if argv[:1] == ['goldens']:
+        from alta_nb.goldens import main_goldens
+        sys.exit(main_goldens(argv[1:]))
     if argv[:1] == ['paper']:
         from alta_nb.paper import main_paper
         sys.exit(main_paper(argv[1:]))
     a = ap.parse_args(argv)
     try:
         if a.cmd == 'reproduce':
+            if a.set: os.environ['ALTA_OVERRIDES'] = ','.join(a.set)
             reproduce(a.profile, a.only, a.device, a.seed, cell_timeout=a.cell_timeout, keep_going=a.keep_going)
-        elif a.cmd == 'goldens':
-            mfile = runs_dir()/a.profile/'metrics.json'
-            if not mfile.exists(): raise FileNotFoundError(f"{mfile} not found: run `alta-nb reproduce --profile {a.profile}` first")
-            diffs = update_goldens(json.loads(mfile.read_text()), a.dir or repo_root()/'tests'/'goldens')
-            print('\n'.join(['goldens changed:', *diffs]) if diffs else 'goldens unchanged')
     except (NotebookFailed, ValueError, FileNotFoundError) as e:
         print(f'alta-nb: {e}', file=sys.stderr); sys.exit(1)

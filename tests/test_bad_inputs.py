@@ -1,6 +1,6 @@
 """The bad-input catalogue (issue #15): every case is one bad file, row or setting a real collection brings; each must fail
 (or, for a recoverable case, warn) with ONE line that names the file/row and the fix, and leave nothing half-written."""
-import io, os, shutil, struct, zlib
+import io, json, os, shutil, struct, zlib
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -13,7 +13,7 @@ from alta_nb.synthcxr import write_synthcxr, write_dicom, ensure_chexpert_like, 
 from alta_nb.synth_progression import plan_synthcxr
 from alta_nb.mimic import build_alta_table, build_alta_table_from_csv, read_metadata, read_checked_csv, SPLIT_COLUMNS, find_csv
 from alta_nb.images import read_image, preprocess_u8, without_dicom_decoders, pydicom_testfile
-from alta_nb.data import read_alta_table, study_dataloader, alta_table, StudyDataset, train_tokenizer
+from alta_nb.data import read_alta_table, study_dataloader, alta_table, StudyDataset, train_tokenizer, study_root
 from alta_nb.readers import read_chexpert_csv, read_rsna
 
 
@@ -207,6 +207,51 @@ def c_checkpoint_of_another_model(r, t):
     save_weights(ToyStudyModel(dim=32), t/'other.safetensors')
     return lambda: load_weights(ToyStudyModel(dim=16), t/'other.safetensors'), ValueError, ['other.safetensors', 'does not fit this model', 'another config'], None
 
+# --- issue #29: real-data inputs that used to fail silently or with a traceback
+def _tied(r, t, ids=('10', '9')):
+    "The flat CSV with the first subject's first two studies renamed to `ids` and given one study time."
+    c = _flat(r, t/'c'); f = pd.read_csv(c, dtype=str); s = list(dict.fromkeys(f.study_id[f.subject_id == f.subject_id[0]]))
+    for old, new in zip(s, ids): f.loc[f.study_id == old, 'study_id'] = new
+    f.loc[f.study_id == ids[1], 'study_datetime'] = f.study_datetime[f.study_id == ids[0]].iloc[0]
+    f.to_csv(c, index=False); return c, f.subject_id[0], s
+def c_csv_header_only(r, t):
+    c = _flat(r, t/'c'); c.write_text(c.read_text().splitlines()[0] + '\n')
+    return lambda: build_alta_table_from_csv(c, t/'o.csv', image_root=r, verbose=False), ValueError, ['collection.csv', 'a header but no rows', 're-export'], t/'o.csv'
+def c_csv_mixed_utc_offsets(r, t):
+    c = _flat(r, t/'c', study_datetime=(0, '2112-04-13 00:00+02:00'))
+    return lambda: build_alta_table_from_csv(c, t/'o.csv', image_root=r, verbose=False), ValueError, ['collection.csv', 'row 3', 'no UTC offset, row 2 has one', 'every value an offset'], t/'o.csv'
+def c_csv_same_study_time_strict(r, t):
+    c, subj, _ = _tied(r, t)
+    return lambda: build_alta_table_from_csv(c, t/'o.csv', image_root=r, strict=True, verbose=False), ValueError, ['collection.csv', f'subject {subj}', "studies ['9', '10']", 'same study time', 'distinct times', 'strict=False'], t/'o.csv'
+def c_csv_same_study_time(r, t):
+    c, subj, _ = _tied(r, t)
+    return lambda: build_alta_table_from_csv(c, t/'o.csv', image_root=r, verbose=False), UserWarning, ['collection.csv', f'subject {subj}', "studies ['9', '10']", 'same study time', "none is taken as another's prior", 'listed first'], None
+def c_csv_year_only_date(r, t):
+    c = _flat(r, t/'c'); f = pd.read_csv(c, dtype=str); f.loc[f.study_id == f.study_id[0], 'study_datetime'] = '2020'; f.to_csv(c, index=False)
+    return lambda: build_alta_table_from_csv(c, t/'o.csv', image_root=r, verbose=False), ValueError, ['collection.csv', 'row 2', "'2020'", 'not a full ISO 8601 date', 'write the day'], t/'o.csv'
+def c_csv_day_without_time(r, t):
+    c = _flat(r, t/'c'); f = pd.read_csv(c, dtype=str); f['study_datetime'] = f.study_datetime.str[:10]; f.to_csv(c, index=False)
+    return lambda: build_alta_table_from_csv(c, t/'o.csv', image_root=r, verbose=False), ValueError, ['collection.csv: row', 'has no time of day', 'another study that day', 'add times'], t/'o.csv'
+def c_float_tiff(r, t):
+    Image.fromarray(np.linspace(0, 4095, 1600, dtype=np.float32).reshape(40, 40), mode='F').save(t/'raw.tif')
+    return lambda: preprocess_u8(t/'raw.tif', 32), UserWarning, ['raw.tif', 'float pixels in [0, 4095]', "image's own min/max", 'store it in [0, 1]'], None
+def c_strip_image(r, t):
+    Image.fromarray(np.full((300, 1), 128, np.uint8)).save(t/'strip.png')
+    return lambda: preprocess_u8(t/'strip.png', 32), ValueError, ['strip.png', '1×300 pixels', 'aspect over 4:1', 're-export'], None
+def c_own_table_stale(r, t):
+    build_alta_table(r, r/'alta_train.csv', verbose=False); _meta(r, lambda m: m.assign(ViewPosition=m.ViewPosition.replace({'LATERAL': 'LL'})))
+    old = (r/'mimic-cxr-2.0.0-metadata.csv').stat().st_mtime - 1; os.utime(r/'alta_train.csv', (old, old))   # edited after the table
+    return lambda: alta_table(get_config('smoke', data_root=str(r)), 'all'), ValueError, ['alta_train.csv: older than', 'metadata.csv', 'rebuild it', 'delete it', 'touch it'], None
+def c_strict_unknown_views(r, t):
+    _meta(r, lambda m: m.assign(ViewPosition=m.ViewPosition.replace({'PA': 'AP Supine'}).where(m.study_id != m.study_id[0], 'LATERAL')))
+    return lambda: build_alta_table(r, t/'o.csv', strict=True, verbose=False), ValueError, ['metadata.csv row', "view value 'AP Supine'", 'neither frontal nor lateral', 'view_map=', 'strict=False'], t/'o.csv'
+def c_report_utf16_without_bom(r, t):
+    rp = _reports(r)[2]; rp.write_bytes(rp.read_text().encode('utf-16-le'))
+    return lambda: build_alta_table(r, t/'o.csv', verbose=False), ValueError, [rp.name, 'not UTF-8', 'UTF-16', 'iconv -f utf-16le'], t/'o.csv'
+def c_view_map_json_bad(r, t):
+    (r/'view_map.json').write_text('["AP Supine", "AP"]')
+    return lambda: alta_table(get_config('smoke', data_root=str(r)), 'all'), ValueError, ['view_map.json', 'expected a JSON object', 'fix or delete it'], None
+
 CASES = {k[2:]: v for k, v in dict(globals()).items() if k.startswith('c_')}
 
 def test_catalogue_is_big_enough(): assert len(CASES) >= 30, len(CASES)
@@ -227,3 +272,59 @@ def test_bad_input(name, base, tmp_path):
     if out is not None: assert not Path(out).exists()
     half = [p for p in tmp_path.rglob('*') if p not in before and (p.name.startswith('.') or p.suffix in ('.tmp', '.part'))]
     assert not half, half                                                        # nothing half-written is left
+
+
+# --- issue #29: the inputs that now give the right result
+@pytest.mark.parametrize('ids', [('10', '9'), ('9', '10')])
+def test_ties_in_study_time_follow_the_rule(base, tmp_path, ids):
+    "Studies of a subject at one time are not each other's prior; a later one takes the tied study listed first (never id order)."
+    r = tmp_path/'r'; shutil.copytree(base, r); c, subj, old = _tied(r, tmp_path, ids)
+    with pytest.warns(UserWarning, match='same study time'): tab = build_alta_table_from_csv(c, image_root=r, verbose=False)
+    tab = tab[tab.subject_id == subj].set_index('study_id')
+    first = tab.image_path[ids[0]]                                               # the tied study listed first in the file
+    assert tab.last_image_path[ids[0]] == tab.last_image_path[ids[1]] == '-1', tab
+    later = [s for s in tab.index if s not in ids]; assert tab.last_image_path[later[0]] == first, tab
+
+def test_utc_offsets_order_in_utc(base, tmp_path):
+    "Every value with an offset: compared in UTC (10:00+05:00 is before 06:00+00:00)."
+    r = tmp_path/'r'; shutil.copytree(base, r); c = _flat(r, tmp_path/'c'); f = pd.read_csv(c, dtype=str)
+    s = list(dict.fromkeys(f.study_id[f.subject_id == f.subject_id[0]]))
+    f['study_datetime'] = f.study_datetime + '+00:00'
+    f.loc[f.study_id == s[0], 'study_datetime'] = '2112-04-13 06:00+00:00'; f.loc[f.study_id == s[1], 'study_datetime'] = '2112-04-13 10:00+05:00'
+    f.to_csv(c, index=False)
+    tab = build_alta_table_from_csv(c, image_root=r, verbose=False).set_index('study_id')
+    assert tab.last_image_path[s[0]] == tab.image_path[s[1]] and tab.last_image_path[s[1]] == '-1', tab
+
+def test_utf16_report_with_bom_is_read(base, tmp_path):
+    r = tmp_path/'r'; shutil.copytree(base, r); want = build_alta_table(r, verbose=False)
+    for p in _reports(r): p.write_bytes(p.read_text().encode('utf-16'))            # with its byte-order mark
+    pd.testing.assert_frame_equal(build_alta_table(r, verbose=False), want)
+
+def test_float_tiff_is_scaled(tmp_path):
+    "A float TIFF in [0,1] is read as is; outside [0,1], by its own min/max (a warning), never clipped to white."
+    a = np.linspace(0, 1, 1600, dtype=np.float32).reshape(40, 40)
+    Image.fromarray(a, mode='F').save(tmp_path/'unit.tif'); np.testing.assert_array_equal(read_image(tmp_path/'unit.tif'), a)
+    Image.fromarray(a * 4095, mode='F').save(tmp_path/'raw.tif')
+    with pytest.warns(UserWarning, match='own min/max'): x = read_image(tmp_path/'raw.tif')
+    np.testing.assert_allclose(x, a, atol=1e-6)
+    with pytest.warns(UserWarning): u8 = preprocess_u8(tmp_path/'raw.tif', 32).astype(int)
+    assert np.abs(u8 - preprocess_u8(tmp_path/'unit.tif', 32)).max() <= 1 and u8.max() < 255 and u8.min() > 0
+
+def test_view_map_through_data_root(base, tmp_path):
+    "The data_root route takes a view map: an argument, or `view_map.json` beside the data; each its own cached table."
+    r = tmp_path/'r'; shutil.copytree(base, r)
+    _meta(r, lambda m: m.assign(ViewPosition=m.ViewPosition.replace({'PA': 'AP Supine', 'AP': 'AP Supine', 'LATERAL': 'L'})))
+    cfg = get_config('smoke', data_root=str(r)); vm = {'AP Supine': 'AP', 'L': 'LATERAL'}
+    with pytest.raises(ValueError, match='0 rows'): alta_table(cfg, 'all')
+    tab = alta_table(cfg, 'all', view_map=vm)
+    assert len(tab) == 18 and (tab.auxview_image_path != '-1').any()
+    (r/'view_map.json').write_text(json.dumps(vm))
+    pd.testing.assert_frame_equal(alta_table(cfg, 'all'), tab)
+
+def test_own_table_used_while_fresh(base, tmp_path):
+    "A root's own alta_train.csv newer than its sources is used as is; a touched one again after a metadata edit."
+    r = tmp_path/'r'; shutil.copytree(base, r); build_alta_table(r, r/'alta_train.csv', verbose=False)
+    cfg = get_config('smoke', data_root=str(r)); assert study_root(cfg)[1] == r/'alta_train.csv'
+    t = (r/'alta_train.csv').stat().st_mtime; os.utime(r/'mimic-cxr-2.0.0-split.csv', (t + 5, t + 5))
+    with pytest.raises(ValueError, match='older than'): study_root(cfg)
+    (r/'alta_train.csv').touch(); os.utime(r/'alta_train.csv', (t + 10, t + 10)); assert study_root(cfg)[1] == r/'alta_train.csv'
