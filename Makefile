@@ -44,8 +44,9 @@ goldens: setup
 docs: setup
 	$(BIN)/alta-nb docs
 
+# PROFILE=teach: every notebook opened there runs on the teach run's cache ($ALTA_PROFILE, 00_core)
 lab: setup
-	$(BIN)/jupyter lab nbs/
+	ALTA_PROFILE=$(PROFILE) $(BIN)/jupyter lab nbs/
 
 # nbdev-clean with clear_all=false keeps the papermill `parameters` tag; nbconvert clears the outputs.
 export: setup

@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-from .core import Config, seed_everything, data_dir, atomic_write
+from .core import Config, seed_everything, data_dir, atomic_write, code_version
 from .learner import param_groups, to_device, _n_images
 
 # %% auto #0
-__all__ = ['PAPER_SCHEDULES', 'MRM_PAPER_TEXT', 'fake_batch', 'count_params', 'MetaScalars', 'train_flops', 'code_version',
-           'step_flops', 'schedule_compute', 'StepBench', 'bench_step', 'run_benchmark', 'benchmark_ratios',
-           'equal_compute_epochs']
+__all__ = ['PAPER_SCHEDULES', 'MRM_PAPER_TEXT', 'fake_batch', 'count_params', 'MetaScalars', 'train_flops', 'step_flops',
+           'schedule_compute', 'StepBench', 'bench_step', 'run_benchmark', 'benchmark_ratios', 'equal_compute_epochs']
 
 # %% ../nbs/12_compute.ipynb #b6ad1c46
 from torch.utils.flop_counter import FlopCounterMode
@@ -57,21 +56,11 @@ def train_flops(model: nn.Module, batch: dict) -> int:
     return int(fc.get_total_flops())
 
 # %% ../nbs/12_compute.ipynb #e291672a
-_CODE_MODULES = ('core', 'synth_anatomy', 'synth_progression', 'synthcxr', 'mimic', 'images', 'readers', 'data', 'weights', 'mrm',
-                 'adapters', 'multiview', 'text', 'losses', 'alta', 'learner', 'train', 'compute', 'stages')
-
-def code_version() -> str:
-    "A hash of the kit's data, model and engine source: a change there invalidates cached trained models."
-    import importlib.util
-    h = hashlib.sha256(torch.__version__.encode())
-    for m in _CODE_MODULES:
-        spec = importlib.util.find_spec(f'alta_nb.{m}')
-        if spec is not None and spec.origin: h.update(Path(spec.origin).read_bytes())
-    return h.hexdigest()[:12]
-
 def step_flops(cfg: Config, kind: str, batch_size: int = 2, device: str = 'meta', cache: bool = True) -> dict:
     "Training FLOPs per sample and parameter counts of model `kind` at `cfg`'s size (FlopCounterMode, `device` 'meta' = no memory)."
-    key = hashlib.sha256(json.dumps([cfg.to_dict(), kind, batch_size, str(device), code_version()], sort_keys=True).encode()).hexdigest()[:16]
+    code = code_version('compute')      # this module and every kit module it imports (lesson 00)
+    key = hashlib.sha256(json.dumps([cfg.to_dict(), kind, batch_size, str(device), code],
+                                    sort_keys=True).encode()).hexdigest()[:16]
     path = data_dir()/'flops'/f'{kind}-{key}.json'
     if cache and path.is_file(): return json.loads(path.read_text())
     res = _count_step_flops(cfg, kind, batch_size, device)

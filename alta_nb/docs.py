@@ -7,12 +7,14 @@ from __future__ import annotations
 import argparse, ast, json, os, re, shutil, subprocess, sys, tempfile
 from pathlib import Path
 from .core import PROFILES, get_config, repo_root, runs_dir, data_dir, atomic_write
+from .pages import (PROFILE_NOTES, headline_table, patched_methods, real_data_page,
+                           site_extra, stage_gallery, stage_griffe, stage_mathjax, stage_teach,
+                           stage_theme)
 
 # %% auto #0
 __all__ = ['HOOK', 'lesson_notebooks', 'pick_run', 'notebook_title', 'split_directives', 'path_subs', 'relative_paths',
            'publish_cell', 'publish_notebook', 'strip_remote_scripts', 'remote_refs', 'module_api', 'kit_api',
-           'lesson_api_links', 'api_page', 'lesson_info', 'headline_table', 'landing_page', 'real_data_page',
-           'stage_docs', 'build_docs', 'main_docs']
+           'lesson_api_links', 'api_page', 'lesson_info', 'landing_page', 'stage_docs', 'build_docs', 'main_docs']
 
 # %% ../nbs/98_docs.ipynb #84278e33
 _LESSON_RE = re.compile(r'^([0-8]\d[a-w]?)_.+\.ipynb$')   # 04b_*: a lesson after 04
@@ -143,6 +145,8 @@ def module_api(py) -> dict:
         cell = next(((nb, cid) for ln, nb, cid in reversed(marks) if ln < node.lineno), None)
         for n in defined:
             if n in names and cell: where.setdefault(n, cell)
+        for c, m, _ in patched_methods(ast.Module(body=[node], type_ignores=[])):   # `A.f = _f`
+            if c in names and not m.startswith('_') and cell: where.setdefault(f'{c}.{m}', cell)
     return {'module': f'{py.parent.name}.{py.stem}', 'all': names, 'where': where, 'unpacked': unpacked}
 
 def kit_api(lib=None) -> list[dict]:
@@ -153,7 +157,7 @@ def lesson_api_links(apis, stem) -> dict:
     "`{cell id: ['[`name`](api/<module>.html#alta_nb.<module>.name)', …]}` for the names notebook `stem` defines."
     out = {}
     for a in apis:
-        for n in a['all']:
+        for n in a['all'] + [k for k in a['where'] if '.' in k]:        # and the methods patched in
             nb, cid = a['where'].get(n, (None, None))
             if nb == stem: out.setdefault(cid, []).append(f"[`{n}`](api/{a['module'].split('.')[-1]}.html#{a['module']}.{n})")
     return out
@@ -177,39 +181,33 @@ def lesson_info(path) -> dict:
     mod = next((d['default_exp'] for s in src('code') if 'default_exp' in (d := split_directives(s)[0])), '')
     return {'title': notebook_title(path), 'summary': summ, 'module': mod}
 
-def headline_table(pvo_text: str) -> list[str]:
-    "The *Our models on this run's data* section of `17_report`'s `paper_vs_ours.md` (empty when absent)."
-    m = re.search(r"^## Our models on this run's data\s*$(.*?)(?=^## |\Z)", pvo_text, re.M | re.S)
-    return m[1].strip().splitlines() if m else []
-
-def landing_page(profile: str, lessons, apis, pvo_text: str, pngs) -> str:
-    "The home page: lesson plan, the run's headline table, the figure gallery, and where to go next."
+def landing_page(profile: str, lessons, apis, pvo_text: str, pngs, teach_head=None) -> str:
+    "The home page: lesson plan, headline tables (teach's first on a smoke site), gallery, next."
     mods = {a['module'].split('.')[-1] for a in apis}
+    teach_link = ' [Teach results](teach_results.md): the committed teach run, lesson by lesson.'
     L = [f'# ALTA, one notebook at a time — the `{profile}` run', '',
-         'Each lesson is a notebook *as `alta-nb reproduce` executed it*: every number and figure below is one this run '
-         'produced. [Reproduce on real data](real_data.md) shows the paper profile; the [API reference](api/core.md) '
-         'documents every exported name.', '', '## Lesson plan', '', '| # | lesson | what it teaches | module |', '|---|---|---|---|']
+         'Each lesson is a notebook *as `alta-nb reproduce` executed it*: every number and figure '
+         'below is one this run produced. [Reproduce on real data](real_data.md) shows the paper '
+         'profile; the [API reference](api/core.md) documents every exported name.'
+         + (teach_link if teach_head is not None else ''),
+         '', '## Lesson plan', '', '| # | lesson | what it teaches | module |', '|---|---|---|---|']
     for nb in lessons:
         i = lesson_info(nb); m = i['module']
         api = f'[`{m}`](api/{m}.md)' if m in mods else (f'`{m}`' if m else '')
         L.append(f"| {nb.name[:2]} | [{i['title'][5:]}]({nb.name}) | {i['summary'].replace('|', '/')} | {api} |")
-    head = headline_table(pvo_text)
-    L += ['', f'## Headline results (profile `{profile}`)', '']
-    L += head + ['', 'Beside the paper: [Paper vs ours](paper_vs_ours.md).'] if head else [f'*The `{profile}` run has no report table.*']
-    L += ['', '## Figure gallery', '', f'Every figure of the run; [the gallery page](figures.md) has them full size with their data.', '']
+    head, teach = headline_table(pvo_text), list(teach_head or []) if profile == 'smoke' else []
+    if teach: L += ['', '## Headline results (profile `teach`)', '', *teach, '',
+                    "Every lesson's teach numbers and figures: [Teach results](teach_results.md)."]
+    L += ['', f'## {"Smoke check" if teach else "Headline results"} (profile `{profile}`)', '']
+    if profile in PROFILE_NOTES: L += [f'Profile `{profile}`: {PROFILE_NOTES[profile]}', '']
+    L += (head + ['', 'Beside the paper: [Paper vs ours](paper_vs_ours.md).'] if head
+          else [f'*The `{profile}` run has no report table.*'])
+    L += ['', '## Figure gallery', '',
+          'Every figure of the run; [the gallery page](figures.md) has them full size, with data.',
+          '']
     L += [f'[![{p}](figures/{p}){{ width="240" loading=lazy }}](figures.md)' for p in pngs] or ['*No figures.*']
     return '\n'.join(L) + '\n'
 
-# %% ../nbs/98_docs.ipynb #de5b7fdc
-def real_data_page(readme_text: str) -> str:
-    "'Reproduce on real data': the paper profile beside the others (from `PROFILES`), then the README's real-data sections."
-    cfg = {p: get_config(p).to_dict() for p in PROFILES}
-    L = ['# Reproduce on real data', '', 'The `paper` profile is the same code at the paper\'s size, on MIMIC-CXR-JPG, '
-         'CheXpert and RSNA (see lesson 19 for the dry run). Its settings beside the course profiles:', '',
-         '| setting | ' + ' | '.join(PROFILES) + ' |', '|---' * (len(PROFILES) + 1) + '|']
-    L += [f'| `{k}` | ' + ' | '.join(f'`{cfg[p][k]}`' for p in PROFILES) + ' |' for k in PROFILES['paper']]
-    secs = re.findall(r'^## (?:Real data|The paper profile).*?(?=^## |\Z)', readme_text, re.M | re.S)
-    return '\n'.join(L + [''] + [s.strip() + '\n' for s in secs]) + '\n'
 
 # %% ../nbs/98_docs.ipynb #acf0164f
 _MD_IMG = re.compile(r'!\[[^\]]*\]\(([^)\s]+)[^)]*\)')
@@ -223,24 +221,6 @@ def _stage_readme(readme: Path, docs: Path, subs) -> str:
     (docs/'readme.md').write_text(relative_paths(text, subs))
     return text
 
-def _stage_gallery(fig_dir: Path, docs: Path, profile: str) -> list[str]:
-    pngs = sorted(fig_dir.glob('*.png')) if fig_dir.is_dir() else []
-    (docs/'figures').mkdir(parents=True, exist_ok=True)
-    lines = [f'# Figures — profile `{profile}`', '',
-             f'Every figure of the `{profile}` run, as `alta-nb reproduce` copied it to `figures/{profile}/`; '
-             'the CSV beside each one holds the data it plots.', '']
-    if not pngs: lines.append(f'*No figures: the `{profile}` run saved none.*')
-    stem = None
-    for p in pngs:
-        nb, _, name = p.stem.partition('-')
-        if nb != stem: lines += [f'## {nb}', '']; stem = nb
-        shutil.copy2(p, docs/'figures'/p.name)
-        csv = p.with_suffix('.csv')
-        link = ''
-        if csv.exists(): shutil.copy2(csv, docs/'figures'/csv.name); link = f' ([data]({"figures/" + csv.name}))'
-        lines += [f'### {name or p.stem}{link}', '', f'![{name or p.stem}](figures/{p.name})', '']
-    (docs/'figures.md').write_text('\n'.join(lines) + '\n')
-    return [p.name for p in pngs]
 
 # %% ../nbs/98_docs.ipynb #b0b830a8
 _STRIP = (_REMOTE_IMPORT_SCRIPT, _EMPTY_OR_REMOTE_SRC, _REMOTE_LINK)
@@ -257,17 +237,36 @@ HOOK = (
 _API_OPTIONS = dict(show_root_heading=False, show_source=False, heading_level=2, members_order='source', group_by_category=False,
                     show_if_no_docstring=True, separate_signature=True, show_signature_annotations=True, filters='public')
 
-def _mkdocs_config(profile: str, stage: Path, nav: list) -> dict:
+def _mkdocs_config(profile: str, stage: Path, nav: list, mathjax=None, theme=None, griffe=None,
+                   teach=None) -> dict:
+    "`mkdocs.yml`; `mathjax`, `theme`, `griffe`: what `95_pages` staged (`None`: none)."
+    nbs = {'include': ['*.ipynb'], 'execute': False, 'include_requirejs': False,
+           'include_source': True, 'ignore_h1_titles': True, 'cache_dir': str(stage/'.cache')}
+    if mathjax: nbs['custom_mathjax_url'] = mathjax          # else the CDN's, which the hook strips
+    api = {**_API_OPTIONS, **({'extensions': [griffe]} if griffe else {})}
+    theme = {'name': 'material', 'font': False, **({'custom_dir': theme} if theme else {})}
     return {'site_name': f'alta_nb — {profile} run', 'docs_dir': 'docs', 'use_directory_urls': False,
-            'theme': {'name': 'material', 'font': False}, 'hooks': ['hooks.py'], 'nav': nav,
-            'markdown_extensions': ['tables', 'attr_list', 'admonition', {'toc': {'permalink': True}}],
-            'plugins': ['search', {'mkdocs-jupyter': {'include': ['*.ipynb'], 'execute': False, 'include_requirejs': False,
-                                                      'include_source': True, 'ignore_h1_titles': True, 'cache_dir': str(stage/'.cache')}},
-                        {'mkdocstrings': {'default_handler': 'python', 'handlers': {'python': {
-                            'paths': [str(repo_root())], 'options': _API_OPTIONS}}}}]}
+            'theme': theme,
+            'hooks': ['hooks.py'], 'nav': nav, 'extra': site_extra(profile, teach),
+            'markdown_extensions': ['tables', 'attr_list', 'admonition', 'pymdownx.details',
+                                    {'toc': {'permalink': True}}],
+            'plugins': ['search', {'mkdocs-jupyter': nbs}, {'mkdocstrings': {
+                'default_handler': 'python',
+                'handlers': {'python': {'paths': [str(repo_root())], 'options': api}}}}]}
+
+
+# %% ../nbs/98_docs.ipynb #26c106e3
+def _teach_page(docs: Path, titles: dict, profile: str, teach_dir=None):
+    "Stage *Teach results* from the committed `figures/teach/`: `(lessons covered, headline)`."
+    teach_dir = Path(teach_dir or repo_root()/'figures'/'teach')
+    tpvo = teach_dir/'17_report-paper_vs_ours.md'
+    head = headline_table(tpvo.read_text()) if tpvo.is_file() else []
+    every = {p.stem: notebook_title(p) for p in sorted((repo_root()/'nbs').glob('[0-8]*.ipynb'))}
+    return stage_teach(teach_dir, docs, {**every, **titles}, titles, head, profile), head
 
 # %% ../nbs/98_docs.ipynb #7518ba35
-def stage_docs(run, stage=None, figures_dir=None, readme=None, paper_vs_ours=None) -> dict:
+def stage_docs(run, stage=None, figures_dir=None, readme=None, paper_vs_ours=None,
+               teach_dir=None) -> dict:
     "Stage `docs/`, `hooks.py` and `mkdocs.yml` for run folder `run` under `stage`; return the navigation."
     import yaml
     run = Path(run); profile = run.name
@@ -285,16 +284,21 @@ def stage_docs(run, stage=None, figures_dir=None, readme=None, paper_vs_ours=Non
     pvo = Path(paper_vs_ours) if paper_vs_ours else fig_dir/'17_report-paper_vs_ours.md'
     pvo_text = relative_paths(pvo.read_text(), subs) if pvo.is_file() else ''
     if pvo_text: (docs/'paper_vs_ours.md').write_text(pvo_text)
-    pngs = _stage_gallery(fig_dir, docs, profile)
-    (docs/'index.md').write_text(relative_paths(landing_page(profile, nbs, apis, pvo_text, pngs), subs))
+    pngs = stage_gallery(fig_dir, docs, profile)
+    teach, thead = _teach_page(docs, titles, profile, teach_dir)
+    home = landing_page(profile, nbs, apis, pvo_text, pngs, None if teach is None else thead)
+    (docs/'index.md').write_text(relative_paths(home, subs))
     (docs/'real_data.md').write_text(relative_paths(real_data_page(readme_text), subs))
     nav = [{'Home': 'index.md'}, {'Lessons': [{titles[nb.stem]: nb.name} for nb in nbs]},
+           *([{'Teach results': 'teach_results.md'}] if teach is not None else []),
            *([{'Paper vs ours': 'paper_vs_ours.md'}] if pvo_text else []), {'Figures': 'figures.md'},
            {'Reproduce on real data': 'real_data.md'},
            {'API reference': [{a['module']: f"api/{a['module'].split('.')[-1]}.md"} for a in apis]},
            {'About the kit': 'readme.md'}]
     (stage/'hooks.py').write_text(HOOK)
-    (stage/'mkdocs.yml').write_text(yaml.safe_dump(_mkdocs_config(profile, stage, nav), sort_keys=False, allow_unicode=True))
+    site = stage_mathjax(docs), stage_theme(stage), stage_griffe(stage)      # 95_pages
+    cfg = _mkdocs_config(profile, stage, nav, *site, teach)
+    (stage/'mkdocs.yml').write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     return {'nav': nav, 'figures': len(pngs), 'stage': stage}
 
 # %% ../nbs/98_docs.ipynb #6f857566

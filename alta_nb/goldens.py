@@ -215,7 +215,7 @@ def applicable(perts: dict = PERTURBATIONS) -> dict:
 def _start(name: str, env: dict, work: Path) -> subprocess.Popen:
     out = work/name; out.mkdir(parents=True, exist_ok=True); (out/'done').unlink(missing_ok=True)
     cmd = [str(Path(sys.executable).parent/'alta-nb'), 'reproduce', '--profile', 'smoke']
-    env = {**os.environ, **env, 'ALTA_RUNS': str(out/'runs')}
+    env = {**os.environ, **env, 'ALTA_RUNS': str(out/'runs'), 'ALTA_FIGURES': str(out/'figures')}
     with open(out/'log', 'w') as log:
         return subprocess.Popen(cmd, cwd=repo_root(), env=env, stdout=log, stderr=subprocess.STDOUT)
 

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Callable
 import torch
 import torch.nn as nn
-from .core import Config, seed_everything, seeded, data_dir
+from .core import Config, seed_everything, seeded, data_dir, code_version
 from .weights import save_weights, load_weights
 from .learner import loader_tokenizer, lr_factor, write_history
-from .compute import code_version
 from .train import fit
 
 # %% auto #0
@@ -28,14 +27,16 @@ _ALIGNMENT_ONLY_FIELDS = {'epochs', 'n_views', 'multiview', 'adapter_ratio', 'ad
 _TEXT_RSM_FIELDS = {'text_rsm_steps', 'text_negation_weight'}   # ... except the stand-in's own
 
 def model_key(cfg: Config, kind: str) -> str:
-    "A short hash of the config fields that determine the trained weights of `kind`, and of the code."
+    "A short hash of the config fields that set the weights of `kind`, and of the code it runs."
     pre = kind in ('mrm', 'text_rsm')    # the pretraining stages: at `pretrain_seed` when one pretraining is shared
     if pre: cfg = cfg.pretraining()
     d = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_WEIGHT_FIELDS}
     if pre:
         drop = _ALIGNMENT_ONLY_FIELDS - (_TEXT_RSM_FIELDS if kind == 'text_rsm' else set())
         d = {k: v for k, v in d.items() if k not in drop} | {'epochs': cfg.mrm_epochs}
-    return f"{kind}-{hashlib.sha256(json.dumps([kind, d, code_version()], sort_keys=True).encode()).hexdigest()[:12]}"
+    code = code_version('stages')      # what a stage runs: this module and the kit modules it uses
+    h = hashlib.sha256(json.dumps([kind, d, code], sort_keys=True).encode())
+    return f'{kind}-{h.hexdigest()[:12]}'
 
 def model_dir(cfg: Config, kind: str) -> Path:
     "Where `pretrained` caches the trained `kind` model of `cfg`: `data_dir()/models/<kind>-<hash>`."

@@ -3,7 +3,7 @@ shows what nbdev shows (code without directives, outputs, figures) and none of t
 `#| hide` cells, papermill's parameter cells, tqdm's IProgress warning, the building machine's paths); every name of
 every module's `__all__` has an API entry, linked from its lesson; the landing page leads with the course.
 `test_each_defect_put_back_is_caught` puts each defect back into a small build and checks that these checks fail."""
-import base64, importlib, os, re, shutil, subprocess, sys, tempfile
+import base64, importlib, inspect, json, math, os, re, shutil, subprocess, sys, tempfile
 from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
 from pathlib import Path
@@ -15,7 +15,7 @@ from alta_nb.docs import build_docs, lesson_notebooks, remote_refs
 
 CHROMIUM = Path('/usr/bin/chromium')
 RUN = runs_dir()/'smoke'
-TOOLS = ('docs', 'reproduce', 'status')                # modules of the tool notebooks 97-99, which have no lesson page
+TOOLS = ('pages', 'goldens', 'status', 'docs', 'reproduce')   # tool notebooks 95-99: no lesson page
 VOID = {'area', 'base', 'br', 'col', 'embed', 'hr', 'img', 'input', 'link', 'meta', 'source', 'track', 'wbr'}
 
 
@@ -38,6 +38,7 @@ def dump_dom(page: Path, profile_dir: Path) -> str:
     "The DOM of `page` after Chromium has loaded it and run its scripts, with the network and GPU off."
     cmd = [str(ensure_chromium()), '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
            '--disable-component-update', '--disable-sync', '--no-first-run', f'--user-data-dir={profile_dir}',
+           '--virtual-time-budget=20000',                   # time for MathJax to typeset
            '--dump-dom', page.resolve().as_uri()]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and '<body' in p.stdout, f'chromium could not render {page}: {tail(p.stderr, 5)}'
@@ -50,27 +51,38 @@ def dump_doms(pages) -> list[str]:
 
 
 class Page(HTMLParser):
-    "A rendered page: cells (kind, id), each code cell's shown source, stderr blocks, images, links, ids, headings."
+    """A rendered page: cells (kind, id), each code cell's shown source, stderr blocks, images,
+    links, ids, headings, the text of rendered markdown (scripts left out), the profile banner,
+    and table rows `(section id, cells)`."""
     def __init__(self, html):
         super().__init__()
         self.cells, self.code, self.stderr, self.imgs, self.refs, self.hrefs, self.ids, self.h2 = [], [], [], [], [], [], set(), []
-        self.stack = [(None, '')]                      # (open tag, what its text belongs to: 'code', 'stderr', 'h2' or '')
+        self.md, self.banner, self.rows, self.section = [], '', [], None
+        self.stack = [(None, frozenset())]     # (open tag, what its text is: code, stderr, h2, md…)
         self.feed(html)
 
     def handle_starttag(self, tag, attrs):
-        a = dict(attrs); cls = (a.get('class') or '').split(); mode = self.stack[-1][1]
+        a = dict(attrs); cls = (a.get('class') or '').split(); flags = set(self.stack[-1][1])
         if a.get('id'): self.ids.add(a['id'])
         if 'jp-Cell' in cls and (a.get('id') or '').startswith('cell-id='):
             kind = 'code' if 'jp-CodeCell' in cls else 'markdown' if 'jp-MarkdownCell' in cls else 'raw'
             self.cells.append((kind, a['id'][8:]))
-        if 'jp-InputArea-editor' in cls and self.cells and self.cells[-1][0] == 'code': mode = 'code'; self.code.append('')
-        if a.get('data-mime-type') == 'application/vnd.jupyter.stderr': mode = 'stderr'; self.stderr.append('')
-        if tag == 'h2' and not mode: mode = 'h2'; self.h2.append('')
+        if 'jp-InputArea-editor' in cls and self.cells and self.cells[-1][0] == 'code':
+            flags.add('code'); self.code.append('')
+        if a.get('data-mime-type') == 'application/vnd.jupyter.stderr':
+            flags.add('stderr'); self.stderr.append('')
+        if tag == 'h2' and not flags - {'md'}: flags.add('h2'); self.h2.append('')
+        if tag == 'h2' and a.get('id'): self.section = a['id']
+        if 'jp-RenderedMarkdown' in cls: flags.add('md'); self.md.append('')
+        if 'alta-profile' in cls: flags.add('banner')
+        if tag in ('script', 'style'): flags.add('skip')        # MathJax keeps the TeX in <script>s
+        if tag == 'tr': self.rows.append((self.section, []))
+        if tag in ('td', 'th') and self.rows: flags.add('td'); self.rows[-1][1].append('')
         if tag == 'img': self.imgs.append(a.get('src') or '')
         if tag == 'a' and a.get('href'): self.hrefs.append(a['href'])
         if tag == 'script' and 'src' in a: self.refs.append(a['src'])
         if tag == 'link' and 'href' in a: self.refs.append(a['href'])
-        if tag not in VOID: self.stack.append((tag, mode))
+        if tag not in VOID: self.stack.append((tag, frozenset(flags)))
 
     def handle_endtag(self, tag):
         if tag in VOID: return
@@ -78,10 +90,14 @@ class Page(HTMLParser):
             if self.stack.pop()[0] == tag: break
 
     def handle_data(self, data):
-        mode = self.stack[-1][1]
-        if mode == 'code': self.code[-1] += data
-        elif mode == 'stderr': self.stderr[-1] += data
-        elif mode == 'h2': self.h2[-1] += data
+        flags = self.stack[-1][1]
+        if 'skip' in flags: return
+        if 'code' in flags: self.code[-1] += data
+        elif 'stderr' in flags: self.stderr[-1] += data
+        elif 'h2' in flags: self.h2[-1] += data
+        if 'md' in flags: self.md[-1] += data
+        if 'banner' in flags: self.banner += data
+        if 'td' in flags: self.rows[-1][1][-1] += data
 
 
 def check_img(page: Path, src: str):
@@ -154,7 +170,7 @@ def api_defects(out: Path, alls: dict, doms: dict, lesson_hrefs) -> list[str]:
     "Every `__all__` name without an entry on its module's page, or (lesson modules) without a link from a lesson."
     bad, linked, ids = [], set(), {mod: Page(dom).ids for mod, dom in doms.items()}
     for h in lesson_hrefs:
-        m = re.fullmatch(r'api/(\w+)\.html#(alta_nb\.\w+\.\w+)', h)
+        m = re.fullmatch(r'api/(\w+)\.html#(alta_nb\.\w+\.[\w.]+)', h)   # a name or Class.method
         if not m: continue
         linked.add(m[2])
         if m[2] not in ids.get(m[1], ()): bad.append(f'lesson link {h} leads nowhere')
@@ -163,6 +179,83 @@ def api_defects(out: Path, alls: dict, doms: dict, lesson_hrefs) -> list[str]:
         bad += [f'api/{mod}.html: no entry for {n}' for n in names if f'alta_nb.{mod}.{n}' not in ids[mod]]
         if mod not in TOOLS: bad += [f'{mod}.{n}: no lesson links to it' for n in names if f'alta_nb.{mod}.{n}' not in linked]
     return bad
+
+
+# ---- math, the profile banner, the teach results, patched methods (issue #30) ----
+RAW_TEX = re.compile(r'\$\$|\\frac\b|\\mathcal\b')
+TYPESET = re.compile(r'class="MathJax(?:_Display)?"')     # what MathJax 2 leaves where it typeset
+TEX_IN_MD = re.compile(r'\$\$|\\frac|\$[^$\n]*\\[A-Za-z]+[^$\n]*\$')
+
+
+def has_math(nb) -> bool:
+    "The notebook's markdown writes LaTeX: `$$…$$`, `\\frac`, or a TeX command between dollars."
+    return any(c.cell_type == 'markdown' and TEX_IN_MD.search(c.source)
+               for c in nb.cells if shown(c))
+
+
+def math_defects(name: str, nb, dom: str) -> list[str]:
+    "Raw TeX left in the text of a page's rendered markdown, or math in the notebook never typeset."
+    bad = [f'{name}: raw TeX {m[0]!r} in …{t[max(0, m.start() - 50):m.end() + 30]!r}…'
+           for t in Page(dom).md for m in RAW_TEX.finditer(t)]
+    if has_math(nb) and not TYPESET.search(dom):
+        bad.append(f'{name}: the notebook has math, the page typeset none')
+    return bad
+
+
+def banner_defects(name: str, dom: str, profile: str) -> list[str]:
+    "The banner atop a page names its profile; a smoke page's says its numbers are no results."
+    b = ' '.join(Page(dom).banner.split())
+    if not b: return [f'{name}: no profile banner']
+    bad = [] if f'Profile {profile}:' in b else [f'{name}: no profile {profile} in {b[:80]!r}']
+    if profile == 'smoke' and not ('regression check' in b and 'not results' in b):
+        bad.append(f'{name}: the smoke banner does not say smoke numbers are a regression check')
+    return bad
+
+
+def same_value(shown: str, v) -> bool:
+    "A page's cell shows metric `v` (numbers to the page's rounding: 4 significant digits)."
+    if isinstance(v, bool) or not isinstance(v, (int, float)): return shown == str(v)
+    if math.isnan(v): return shown == 'nan'             # undefined (e.g. NPV with no negative call)
+    try: return math.isclose(float(shown), v, rel_tol=1e-3, abs_tol=1e-12)
+    except ValueError: return False
+
+
+def teach_defects(doms: dict, metrics: dict) -> list[str]:
+    "Teach results: linked from the index, a section per lesson, each metric in its section."
+    if 'teach_results.html' not in Page(doms['index']).hrefs:
+        return ['the index does not link to Teach results']
+    if not doms.get('teach_results'): return ['no Teach results page']
+    p = Page(doms['teach_results'])
+    bad = [f'no section for {s}' for s in metrics if f'teach-{s}' not in p.ids]
+    rows = {(sec, r[0].strip()): r[1].strip() for sec, r in p.rows if len(r) == 2}
+    for stem, ms in metrics.items():
+        for k, v in ms.items():
+            got = rows.get((f'teach-{stem}', k))
+            if got is None or not same_value(got, v):
+                bad.append(f'{stem}.{k}: page shows {got!r}, metrics.json {v!r}')
+    return bad
+
+
+def patched_in_kit(alls: dict) -> dict:
+    "`{module: ['Class.method', …]}`: exported classes' public methods defined outside their body."
+    out = {}
+    for mod, names in alls.items():
+        m = importlib.import_module(f'alta_nb.{mod}')
+        for n in names:
+            cls = getattr(m, n, None)
+            if not inspect.isclass(cls) or cls.__module__ != m.__name__: continue
+            out.setdefault(mod, []).extend(
+                f'{n}.{k}' for k, f in vars(cls).items()
+                if inspect.isfunction(f) and not k.startswith('_')
+                and not f.__qualname__.startswith(f'{n}.'))
+    return out
+
+
+def patched_defects(api_doms: dict, patched: dict) -> list[str]:
+    "Each method attached after its class has its entry, under its class, on its module's API page."
+    ids = {mod: Page(dom).ids for mod, dom in api_doms.items()}
+    return [f'api/{mod}.html: no entry for {m}' for mod, ms in patched.items() if mod in ids
+            for m in ms if f'alta_nb.{mod}.{m}' not in ids[mod]]
 
 
 @pytest.fixture(scope='module')
@@ -183,7 +276,7 @@ def doms(site):
     ensure_chromium()
     pages = {nb.stem: out/f'{nb.stem}.html' for nb in nbs}
     pages |= {f'api/{p.stem}': p for p in sorted((out/'api').glob('*.html'))}
-    pages |= {n: out/f'{n}.html' for n in ('index', 'figures', 'real_data')}
+    pages |= {n: out/f'{n}.html' for n in ('index', 'figures', 'real_data', 'teach_results')}
     return dict(zip(pages, dump_doms(pages.values())))
 
 
@@ -192,6 +285,7 @@ def test_pages_and_navigation(site):
     nav = yaml.safe_load((stage/'mkdocs.yml').read_text())['nav']
     flat = [list(d.values())[0] for d in nav]
     assert flat[0] == 'index.md' and 'figures.md' in flat and 'real_data.md' in flat
+    assert 'teach_results.md' in flat
     assert [list(d.values())[0] for d in flat[1]] == [nb.name for nb in nbs]       # the lessons, in lesson order
     assert [list(d)[0] for d in flat[flat.index('real_data.md') + 1]] == [f'alta_nb.{m}' for m in kit_all()]
     for nb in nbs: assert (out/f'{nb.stem}.html').is_file(), f'no page for {nb.name}'
@@ -227,8 +321,10 @@ def test_every_exported_name_has_an_api_entry(site, doms):
 def test_landing_page_leads_with_the_course(site, doms):
     out, _, nbs = site
     home = Page(doms['index'])
-    assert [h.strip().rstrip('¶') for h in home.h2][:3] == ['Lesson plan', 'Headline results (profile smoke)', 'Figure gallery']
-    lessons = [h for h in home.hrefs if re.fullmatch(r'\d\d_\w+\.html', h)]
+    assert [h.strip().rstrip('¶') for h in home.h2][:4] == [
+        'Lesson plan', 'Headline results (profile teach)', 'Smoke check (profile smoke)',
+        'Figure gallery']
+    lessons = [h for h in home.hrefs if re.fullmatch(r'\d\d[a-w]?_\w+\.html', h)]
     assert list(dict.fromkeys(lessons)) == [f'{nb.stem}.html' for nb in nbs]
     assert '>alta_multiview<' in doms['index'] and '>random_init<' in doms['index']      # 17_report's headline table
     gallery = [s for s in home.imgs if s.startswith('figures/')]
@@ -247,6 +343,81 @@ def test_figures_gallery_renders(site, doms):
     gallery = [s for s in p.imgs if s.endswith('.png')]
     assert len(gallery) == len(pngs)
     for src in gallery: check_img(out/'figures.html', src)
+
+
+def test_math_renders_offline(site, doms):
+    "Every equation is typeset by the site's own MathJax: no `$$` or `\\frac` left in a page."
+    out, _, nbs = site
+    read = lambda nb: nbformat.read(nb, as_version=4)
+    assert [nb for nb in nbs if has_math(read(nb))], 'no lesson of the run writes math'
+    assert (out/'assets'/'mathjax'/'MathJax.js').is_file()
+    bad = [b for nb in nbs for b in math_defects(nb.stem, read(nb), doms[nb.stem])]
+    assert bad == [], '\n'.join(bad[:20])
+
+
+def test_every_page_names_its_profile(site, doms):
+    "A banner atop every page names its profile; on smoke pages: smoke numbers are no results."
+    profile = lambda name: 'teach' if name == 'teach_results' else 'smoke'
+    bad = [b for name, dom in doms.items() for b in banner_defects(name, dom, profile(name))]
+    assert bad == [], '\n'.join(bad[:20])
+    lesson = Page(doms['09_alta' if '09_alta' in doms else site[2][0].stem])
+    assert any(re.search(r'(^|/)teach_results\.html#teach-', h) for h in lesson.hrefs)   # its own
+
+
+def test_teach_results_are_published(site, doms):
+    "The committed `figures/teach/` becomes *Teach results*: every number read from `metrics.json`."
+    metrics = json.loads((ROOT/'figures'/'teach'/'metrics.json').read_text())
+    bad = teach_defects(doms, metrics)
+    assert bad == [], '\n'.join(bad[:20])
+    imgs = [s for s in Page(doms['teach_results']).imgs if s.startswith('teach/')]
+    assert len(imgs) == len(list((ROOT/'figures'/'teach').glob('*.png')))
+    for src in imgs: check_img(site[0]/'teach_results.html', src)
+
+
+def test_patched_methods_are_listed_under_their_class(doms):
+    patched = patched_in_kit(kit_all())
+    want = {'forward', 'encode_image', 'encode_text', 'similarity', 'load_mrm_state'}
+    assert {f'ALTA.{m}' for m in want} <= set(patched['alta'])     # the oracle sees them
+    bad = patched_defects({k[4:]: v for k, v in doms.items() if k.startswith('api/')}, patched)
+    assert bad == [], '\n'.join(bad[:20])
+
+
+def test_fresh_clone_site_and_its_defects_put_back(smoke_run, tmp_path, monkeypatch):
+    """A clone that never ran teach (runs: smoke only) still publishes the teach numbers; its site
+    renders math, names its profile on every page and lists patched methods. Each of these defects
+    of issue #30, put back, is caught."""
+    ensure_chromium()
+    lesson = RUN/'09_alta.ipynb'                               # the lesson with the most LaTeX
+    run = tmp_path/'runs'/'smoke'; run.mkdir(parents=True); shutil.copy2(lesson, run/lesson.name)
+    monkeypatch.setattr(D, 'kit_api', lambda lib=None: [D.module_api(ROOT/'alta_nb'/'alta.py')])
+    metrics = json.loads((ROOT/'figures'/'teach'/'metrics.json').read_text())
+    patched = {'alta': patched_in_kit({'alta': kit_all()['alta']})['alta']}
+    nb = nbformat.read(lesson, as_version=4)
+
+    def build(name):
+        index = build_docs('auto', out=tmp_path/name, stage=tmp_path/f'{name}_src',
+                           runs=tmp_path/'runs')
+        site = index.parent
+        pages = {'09_alta': site/'09_alta.html', 'index': index, 'api': site/'api'/'alta.html'}
+        if (site/'teach_results.html').is_file(): pages['teach_results'] = site/'teach_results.html'
+        return dict(zip(pages, dump_doms(pages.values())))
+
+    clean = build('clean')                                     # `auto` picks smoke: no teach run
+    assert math_defects('09_alta', nb, clean['09_alta']) == []
+    assert banner_defects('09_alta', clean['09_alta'], 'smoke') == []
+    assert banner_defects('index', clean['index'], 'smoke') == []
+    assert banner_defects('teach_results', clean['teach_results'], 'teach') == []
+    assert teach_defects(clean, metrics) == []
+    assert patched_defects({'alta': clean['api']}, patched) == []
+    put_back = {'stage_mathjax': lambda docs: None, 'stage_theme': lambda stage: None,
+                'stage_griffe': lambda stage: None, '_teach_page': lambda *a, **kw: (None, [])}
+    for k, v in put_back.items(): monkeypatch.setattr(D, k, v)
+    bad = build('defects')
+    found = math_defects('09_alta', nb, bad['09_alta'])
+    assert any('raw TeX' in b or 'typeset none' in b for b in found), found
+    assert banner_defects('09_alta', bad['09_alta'], 'smoke') == ['09_alta: no profile banner']
+    assert teach_defects(bad, metrics) == ['the index does not link to Teach results']
+    assert patched_defects({'alta': bad['api']}, patched) != []
 
 
 def test_each_defect_put_back_is_caught(smoke_run, tmp_path, monkeypatch):

@@ -22,20 +22,9 @@ def test_goldens_match(smoke_run):
     diffs = compare_goldens(smoke_run, goldens)
     assert not diffs, 'metrics differ from tests/goldens (run `make goldens` if the change is deliberate):\n' + '\n'.join(diffs)
 
-def _native_capability() -> str:
-    import torch
-    return torch.backends.cpu.get_cpu_capability().lower()
-
-def test_goldens_hold_under_another_cpu_capability(smoke_run, tmp_path):
+def test_goldens_hold_under_another_cpu_capability(capability_run):
     "Float kernels differ between CPUs: the goldens must hold for the same commit run with other SIMD kernels."
-    import os, subprocess
-    from conftest import BIN, tail
-    native = _native_capability()
-    other = 'default' if native != 'default' else 'avx2'
-    env = dict(os.environ, ATEN_CPU_CAPABILITY=other, ALTA_RUNS=str(tmp_path/'runs'))
-    p = subprocess.run([str(BIN/'alta-nb'), 'reproduce', '--profile', 'smoke'], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert p.returncode == 0, f'smoke under ATEN_CPU_CAPABILITY={other} failed:\n{tail(p.stdout)}\n{tail(p.stderr, 5)}'
-    metrics = json.loads((tmp_path/'runs'/'smoke'/'metrics.json').read_text())
+    other, native, metrics = capability_run           # started at collection, beside the native run (conftest)
     diffs = compare_goldens(metrics, load_goldens(ROOT/'tests'/'goldens'))
     assert not diffs, f'goldens do not hold under ATEN_CPU_CAPABILITY={other} (native {native}):\n' + '\n'.join(diffs)
 
