@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import Config, data_dir, seed_everything
+from .core import Config, data_dir, seed_everything, code_version
 from .data import alta_table, study_root, ImageListDataset
 from .losses import global_contrastive_loss
 
@@ -132,14 +132,12 @@ def train_baseline(cfg: Config, steps: int | None = None, log=None) -> tuple:
 # %% ../nbs/04b_baseline.ipynb #8e526b76
 _KEY_FIELDS = ('profile', 'seed', 'data_root', 'n_subjects', 'studies_per_subject',
                'synth_image_size', 'image_size', 'embed_dim')
-_CODE = ('baseline', 'data', 'images', 'synthcxr', 'synth_anatomy', 'synth_progression', 'mimic')
 
 def baseline_dir(cfg: Config, steps: int | None = None) -> Path:
-    "`data_dir()/models/baseline-<hash>`; the hash covers data fields, seed, steps, settings, code."
-    import importlib.util
-    key = [{k: getattr(cfg, k) for k in _KEY_FIELDS}, steps or baseline_steps(cfg), BASELINE]
-    h = hashlib.sha256(json.dumps(key + [torch.__version__], sort_keys=True).encode())
-    for m in _CODE: h.update(Path(importlib.util.find_spec(f'alta_nb.{m}').origin).read_bytes())
+    "`data_dir()/models/baseline-<hash>`: data fields, seed, steps, settings and the code it runs."
+    key = [{k: getattr(cfg, k) for k in _KEY_FIELDS}, steps or baseline_steps(cfg), BASELINE,
+           code_version('baseline')]             # this module and the kit modules it imports
+    h = hashlib.sha256(json.dumps(key, sort_keys=True).encode())
     return data_dir()/'models'/f'baseline-{h.hexdigest()[:12]}'
 
 def pretrained_baseline(cfg: Config, steps: int | None = None, log=None) -> nn.Module:
