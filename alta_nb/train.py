@@ -16,6 +16,7 @@ from .core import Config, get_config, seed_everything, atomic_write
 from safetensors import safe_open
 from safetensors.torch import save_file
 from .weights import save_weights, load_weights, unwrap
+from .threads import AutoThreadsCB
 from .learner import (Callback, Learner, epoch_loader, micro_batch_size, to_device, loader_tokenizer, ScheduleCB, ClipCB,
                              NaNStopCB, HistoryCB, ProgressCB, EvalCB, LambdaCB)
 
@@ -258,7 +259,8 @@ def fit(model: nn.Module, train_dl: DataLoader, cfg: Config, run_dir, eval_fn: C
     if resume and not run_dir.is_dir(): raise FileNotFoundError(f"resume: run directory {run_dir} does not exist")
     if cfg.head_init not in HEAD_INITS: raise ValueError(f"head_init={cfg.head_init!r}: expected one of {HEAD_INITS}")
     cbs = [CheckpointCB(resume), HeadCentringCB(), DDPCB(find_unused_parameters), MixedPrecisionCB(), AccumulateCB(), CompileCB(),
-           ScheduleCB(), ClipCB(), ClampScalesCB(), NaNStopCB(), HistoryCB(), ProgressCB(progress), EpochWeightsCB()]
+           ScheduleCB(), ClipCB(), ClampScalesCB(), NaNStopCB(), HistoryCB(), ProgressCB(progress), EpochWeightsCB(),
+           AutoThreadsCB()]
     if on_step is not None: cbs.append(LambdaCB(after_update=lambda learn: on_step(learn.step, learn.history[-1])))
     if eval_fn is not None: cbs.append(EvalCB(eval_fn))
     return train_result(Learner(model, train_dl, cfg, run_dir, cbs).fit())
