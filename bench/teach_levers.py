@@ -1,0 +1,148 @@
+"""Levers of issue #31 on the SynthCXR *validation* split: why ALTA does not learn at teach, one setting at a time.
+
+Everything here is chosen on validation only (the 18_ablations protocol: seed CHOICE_SEED = 100, never reported);
+no evaluation set is read. Two parts:
+
+  probe      linear probes (logistic regression, scikit-learn) of the frozen towers ALTA starts from, trained on
+             the training studies and scored on validation (AUROC per finding, SynthCXR's label table):
+             the MRM's frontal CLS, its patch-token mean, and the stand-in text tower's [CLS]; the frontal's
+             16-px pixels are the control (what a linear model sees without any tower)
+  variants   ALTA trained by the kit's own path (`stages.pretrained`, cached like any stage) with one or more config
+             overrides; validation image->report MRR with four slots and with the frontal alone, and the mean
+             pairwise cosine of the validation image and report embeddings (1 = collapsed)
+
+    python bench/teach_levers.py probe
+    python bench/teach_levers.py official "masked:multiview=masked" "bn:head_init=batchnorm" "long:epochs=30"
+    python bench/teach_levers.py --set mrm_epochs=150 probe      # --set FIELD=VALUE changes the base config
+
+A variant is `name` or `name:field=value:field=value`; `baseline` scores the 04b baseline instead. Prints one line per variant and a table at the end.
+"""
+import sys, time
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+FINDINGS = ('Cardiomegaly', 'Pleural Effusion', 'Consolidation', 'Pneumothorax', 'Edema', 'Atelectasis')
+
+
+def _labels(cfg, split: str) -> np.ndarray:
+    "(studies, findings) 0/1 matrix of `split` from SynthCXR's CheXpert-style table (blank and -1 count as 0)."
+    from alta_nb.data import alta_table, study_root
+    root, _ = study_root(cfg)
+    lab = pd.read_csv(root/'mimic-cxr-2.0.0-chexpert.csv').set_index('study_id')
+    ids = alta_table(cfg, split).study_id.values
+    return np.stack([(lab.loc[ids, f].fillna(0).values == 1).astype(int) for f in FINDINGS], 1)
+
+
+def probe_auroc(x_tr, y_tr, x_va, y_va) -> dict:
+    "Per finding: validation AUROC of a logistic regression on standardised features (findings seen in both splits)."
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-6
+    out = {}
+    for j, f in enumerate(FINDINGS):
+        if len(set(y_tr[:, j])) < 2 or len(set(y_va[:, j])) < 2: continue
+        clf = LogisticRegression(max_iter=2000).fit((x_tr - mu) / sd, y_tr[:, j])
+        out[f] = roc_auc_score(y_va[:, j], clf.decision_function((x_va - mu) / sd))
+    return out
+
+
+def mean_cos(x: torch.Tensor) -> float:
+    "Mean pairwise cosine of the rows of `x` (diagonal aside)."
+    x = F.normalize(x.float(), dim=-1); c = x @ x.T
+    return float(c[~torch.eye(len(c), dtype=torch.bool)].mean())
+
+
+def tower_features(cfg, split: str) -> dict:
+    "Features of `split`: the frontal's 16-px pixels (a control), MRM frontal CLS and patch mean, stand-in text [CLS]."
+    from alta_nb.stages import pretrained, text_stand_in
+    from alta_nb.data import get_tokenizer
+    from alta_nb.text import build_text_tower
+    mrm = pretrained(cfg, 'mrm')                          # trained here unless the stage cache has it
+    tower = build_text_tower(cfg.pretraining(), get_tokenizer(cfg.pretraining()), adapters=False)
+    tower.load_state_dict(text_stand_in(cfg, mrm.state_dict()), strict=False); tower.eval()
+    with torch.no_grad(): return _features(cfg, split, mrm, tower)
+
+
+def _features(cfg, split, mrm, tower) -> dict:
+    from alta_nb.data import study_dataloader
+    from alta_nb.mrm import run_blocks, prepend_cls, embed_patches
+    out = dict(pixels_16px=[], mrm_cls=[], mrm_patch_mean=[], text_cls=[])
+    for b in study_dataloader(cfg, split=split, shuffle=False, train=False, drop_last=False):
+        out['pixels_16px'].append(F.interpolate(b['images'][:, 0], size=16, mode='area').flatten(1))
+        h = run_blocks(mrm.vit, prepend_cls(mrm.vit, embed_patches(mrm.vit, b['images'][:, 0])))
+        out['mrm_cls'].append(h[:, 0]); out['mrm_patch_mean'].append(h[:, 1:].mean(1))
+        out['text_cls'].append(tower.hidden(b['input_ids'], b['attention_mask'])[:, 0])
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def probe(cfg) -> pd.DataFrame:
+    tr, va = tower_features(cfg, 'train'), tower_features(cfg, 'validate')
+    y_tr, y_va = _labels(cfg, 'train'), _labels(cfg, 'validate')
+    rows = []
+    for k in tr:
+        auc = probe_auroc(tr[k].numpy(), y_tr, va[k].numpy(), y_va)
+        rows.append(dict(feature=k, mean_auroc=np.mean(list(auc.values())), val_mean_cos=mean_cos(va[k]),
+                         **{f: round(v, 3) for f, v in auc.items()}))
+        print('probe', rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+
+def baseline_row(cfg) -> dict:
+    "The 04b baseline (its own cache) on the same validation studies: the bar (frontal only, TF-IDF reports)."
+    from alta_nb.baseline import pretrained_baseline, baseline_data
+    from alta_nb.retrieval import reciprocal_ranks
+    t0 = time.perf_counter()
+    m = pretrained_baseline(cfg)
+    x, t, _ = baseline_data(cfg, 'validate', bow=m.tokenizer)
+    with torch.no_grad(): img, txt = m.encode_image(x), m.encode_text(t)
+    row = dict(variant='baseline', overrides='(04b)', seconds=round(time.perf_counter() - t0),
+               val_mrr_frontal=float(reciprocal_ranks(img @ txt.T).mean()), img_cos_frontal=mean_cos(img),
+               txt_cos=mean_cos(txt))
+    print('variant', row, flush=True)
+    return row
+
+
+def variant(cfg, spec: str) -> dict:
+    "Train (or load from the stage cache) the ALTA of `spec` and score it on validation."
+    if spec == 'baseline': return baseline_row(cfg)
+    from alta_nb.core import parse_overrides
+    from alta_nb.stages import pretrained
+    from alta_nb.ablations import validation_embeddings
+    from alta_nb.retrieval import reciprocal_ranks
+    name, *kv = spec.split(':')
+    c = cfg.replace(**parse_overrides(kv)) if kv else cfg
+    t0 = time.perf_counter()
+    m = pretrained(c, 'alta')
+    row = dict(variant=name, overrides=':'.join(kv) or '(teach)', seconds=round(time.perf_counter() - t0))
+    for views, tag in ((None, 'all_slots'), (1, 'frontal')):
+        img, txt = validation_embeddings(m, c, views)
+        row[f'val_mrr_{tag}'] = float(reciprocal_ranks(img @ txt.T).mean())
+        row[f'img_cos_{tag}'] = mean_cos(img)
+    row['txt_cos'] = mean_cos(txt)
+    print('variant', row, flush=True)
+    return row
+
+
+def main(argv=None):
+    from alta_nb.core import get_config
+    from alta_nb.ablations import CHOICE_SEED
+    from alta_nb.core import parse_overrides
+    args = list(sys.argv[1:] if argv is None else argv)
+    sets = [args.pop(i + 1) for i in reversed(range(len(args) - 1)) if args[i] == '--set']
+    args = [a for a in args if a != '--set']
+    if not args: sys.exit(__doc__)
+    cfg = get_config('teach', seed=CHOICE_SEED, **parse_overrides(sets))
+    if sets: print('base config: teach with', ', '.join(sets))
+    n_val = len(__import__('alta_nb.data', fromlist=['alta_table']).alta_table(cfg, 'validate'))
+    print(f'teach, validation split ({n_val} studies; chance MRR {sum(1 / r for r in range(1, n_val + 1)) / n_val:.3f}), '
+          f'seed {CHOICE_SEED}', flush=True)
+    rows = []
+    for a in args:
+        if a == 'probe': print(probe(cfg).round(3).to_string(index=False))
+        else: rows.append(variant(cfg, a))
+    if rows: print(pd.DataFrame(rows).round(3).to_string(index=False))
+
+
+if __name__ == '__main__': main()
