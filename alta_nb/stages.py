@@ -140,6 +140,8 @@ def rsm_pretrain(tower: nn.Module, tokenizer, pairs, cfg: Config, steps: int, ba
                  negation_weight: float = 1.0) -> list[float]:
     "Train `tower` (BERT + [CLS] projection) for `steps` of findings↔impression InfoNCE + `negation_weight` × `negation_loss`."
     from alta_nb.losses import global_contrastive_loss
+    from alta_nb.threads import AutoThreads
+    auto, n_threads = (None if cfg.threads else AutoThreads()), torch.get_num_threads()   # as `fit` (11)
     rng = random.Random(cfg.seed)
     params = list(tower.mlm.bert.parameters()) + list(tower.cls_projection_head.parameters())
     log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
@@ -148,6 +150,7 @@ def rsm_pretrain(tower: nn.Module, tokenizer, pairs, cfg: Config, steps: int, ba
                                                         return_tensors='pt', return_token_type_ids=False))
     tower.train(); losses = []
     for step in range(steps):
+        if auto: auto.start()
         batch = rng.sample(pairs, min(batch_size, len(pairs)))
         lr = cfg.lr * lr_factor(step, max(1, steps // 10), steps)
         for g in opt.param_groups: g['lr'] = lr
@@ -158,6 +161,8 @@ def rsm_pretrain(tower: nn.Module, tokenizer, pairs, cfg: Config, steps: int, ba
             loss = loss + negation_weight * negation_loss(f, embed(sents), embed(map(negate_sentence, sents)), log_scale.exp())
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         losses.append(loss.item())
+        if auto: auto.stop()
+    torch.set_num_threads(n_threads)
     return losses
 
 # %% ../nbs/13_stages.ipynb #0d92f7a5
