@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from alta_nb.retrieval import mean_pairwise_cos as mean_cos   # 1 = every row one direction (collapse)
 
 FINDINGS = ('Cardiomegaly', 'Pleural Effusion', 'Consolidation', 'Pneumothorax', 'Edema', 'Atelectasis')
 
@@ -46,12 +47,6 @@ def probe_auroc(x_tr, y_tr, x_va, y_va) -> dict:
         clf = LogisticRegression(max_iter=2000).fit((x_tr - mu) / sd, y_tr[:, j])
         out[f] = roc_auc_score(y_va[:, j], clf.decision_function((x_va - mu) / sd))
     return out
-
-
-def mean_cos(x: torch.Tensor) -> float:
-    "Mean pairwise cosine of the rows of `x` (diagonal aside)."
-    x = F.normalize(x.float(), dim=-1); c = x @ x.T
-    return float(c[~torch.eye(len(c), dtype=torch.bool)].mean())
 
 
 def tower_features(cfg, split: str) -> dict:
@@ -92,13 +87,13 @@ def probe(cfg) -> pd.DataFrame:
 def baseline_row(cfg) -> dict:
     "The 04b baseline (its own cache) on the same validation studies: the bar (frontal only, TF-IDF reports)."
     from alta_nb.baseline import pretrained_baseline, baseline_data
-    from alta_nb.retrieval import reciprocal_ranks
+    from alta_nb.ablations import validation_mrr
     t0 = time.perf_counter()
     m = pretrained_baseline(cfg)
     x, t, _ = baseline_data(cfg, 'validate', bow=m.tokenizer)
     with torch.no_grad(): img, txt = m.encode_image(x), m.encode_text(t)
     row = dict(variant='baseline', overrides='(04b)', seconds=round(time.perf_counter() - t0),
-               val_mrr_frontal=float(reciprocal_ranks(img @ txt.T).mean()), img_cos_frontal=mean_cos(img),
+               val_mrr_frontal=validation_mrr(m, cfg, (img, txt)), img_cos_frontal=mean_cos(img),
                txt_cos=mean_cos(txt))
     print('variant', row, flush=True)
     return row
@@ -109,8 +104,7 @@ def variant(cfg, spec: str) -> dict:
     if spec == 'baseline': return baseline_row(cfg)
     from alta_nb.core import parse_overrides
     from alta_nb.stages import pretrained
-    from alta_nb.ablations import validation_embeddings
-    from alta_nb.retrieval import reciprocal_ranks
+    from alta_nb.ablations import validation_embeddings, validation_mrr
     name, *kv = spec.split(':')
     c = cfg.replace(**parse_overrides(kv)) if kv else cfg
     t0 = time.perf_counter()
@@ -118,7 +112,7 @@ def variant(cfg, spec: str) -> dict:
     row = dict(variant=name, overrides=':'.join(kv) or '(teach)', seconds=round(time.perf_counter() - t0))
     for views, tag in ((None, 'all_slots'), (1, 'frontal')):
         img, txt = validation_embeddings(m, c, views)
-        row[f'val_mrr_{tag}'] = float(reciprocal_ranks(img @ txt.T).mean())
+        row[f'val_mrr_{tag}'] = validation_mrr(m, c, (img, txt))
         row[f'img_cos_{tag}'] = mean_cos(img)
     row['txt_cos'] = mean_cos(txt)
     print('variant', row, flush=True)
@@ -135,7 +129,8 @@ def main(argv=None):
     if not args: sys.exit(__doc__)
     cfg = get_config('teach', seed=CHOICE_SEED, **parse_overrides(sets))
     if sets: print('base config: teach with', ', '.join(sets))
-    n_val = len(__import__('alta_nb.data', fromlist=['alta_table']).alta_table(cfg, 'validate'))
+    from alta_nb.data import alta_table
+    n_val = len(alta_table(cfg, 'validate'))
     print(f'teach, validation split ({n_val} studies; chance MRR {sum(1 / r for r in range(1, n_val + 1)) / n_val:.3f}), '
           f'seed {CHOICE_SEED}', flush=True)
     rows = []
