@@ -77,10 +77,11 @@ CHOICES = {'head_init': ('default', 'centered', 'batchnorm'),   # what the proto
            'train_text': (False, True)}                  # the first option is the official one: frozen, as the official code freezes CXR-BERT
 
 @torch.no_grad()
-def validation_embeddings(model, cfg: Config, views: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    "(image, report) embeddings of every SynthCXR validation study, in one order (`views`: only the first slots seen)."
+def validation_embeddings(model, cfg: Config, views: int | None = None,
+                          split: str = 'validate') -> tuple[torch.Tensor, torch.Tensor]:
+    "(image, report) embeddings of every study of `split` (validation), in one order (`views`: first slots only)."
     from alta_nb.data import study_dataloader
-    dl = study_dataloader(cfg, split='validate', shuffle=False, train=False, drop_last=False)
+    dl = study_dataloader(cfg, split=split, shuffle=False, train=False, drop_last=False)
     model.eval(); img, txt = [], []
     for b in dl:
         vm = b['view_mask'].clone()

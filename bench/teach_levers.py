@@ -7,13 +7,22 @@ no evaluation set is read. Two parts:
              the training studies and scored on validation (AUROC per finding, SynthCXR's label table):
              the MRM's frontal CLS, its patch-token mean, and the stand-in text tower's [CLS]; the frontal's
              16-px pixels are the control (what a linear model sees without any tower)
+  masked     the same probe of the frozen MRM's frontal [CLS] when only a random 50 % or 25 % of its patches are
+             seen (alignment's view at mask_ratio 0.75): what the global InfoNCE can read from the frozen tower
   variants   ALTA trained by the kit's own path (`stages.pretrained`, cached like any stage) with one or more config
              overrides; validation image->report MRR with four slots and with the frontal alone, and the mean
-             pairwise cosine of the validation image and report embeddings (1 = collapsed)
+             pairwise cosine of the validation image and report embeddings (1 = collapsed); and the same MRR on as
+             many *training* studies (all slots, unmasked): whether alignment fitted its own pairs at all
 
-    python bench/teach_levers.py probe
+    python bench/teach_levers.py probe masked
     python bench/teach_levers.py official "masked:multiview=masked" "bn:head_init=batchnorm" "long:epochs=30"
     python bench/teach_levers.py --set mrm_epochs=150 probe      # --set FIELD=VALUE changes the base config
+
+  overfit    Karpathy's "overfit one batch" from the stages ALTA starts from (teach MRM + text stand-in): one fixed
+             training batch, AdamW at lr 1e-3, no clipping, 100 steps; the global InfoNCE every 10 steps, with the
+             summed losses or the global InfoNCE alone as the objective (ln 16 = 2.77 is chance)
+
+    python bench/teach_levers.py "overfit:all" "overfit:global" "overfit:global:head_init=batchnorm:mask_ratio=0.0"
 
 A variant is `name` or `name:field=value:field=value`; `baseline` scores the 04b baseline instead. Prints one line per variant and a table at the end.
 """
@@ -72,6 +81,31 @@ def _features(cfg, split, mrm, tower) -> dict:
     return {k: torch.cat(v) for k, v in out.items()}
 
 
+def masked_cls(cfg, split: str, keep: float, seed: int = 0) -> np.ndarray:
+    "The frozen MRM's frontal [CLS] when a random `keep` fraction of its patches is seen (MAE's random masking)."
+    from alta_nb.stages import pretrained
+    from alta_nb.data import study_dataloader
+    from alta_nb.mrm import run_blocks, prepend_cls, embed_patches
+    vit, g, out = pretrained(cfg, 'mrm').vit, torch.Generator().manual_seed(seed), []
+    with torch.no_grad():
+        for b in study_dataloader(cfg, split=split, shuffle=False, train=False, drop_last=False):
+            x = embed_patches(vit, b['images'][:, 0])
+            n = max(1, round(x.shape[1] * keep))
+            idx = torch.rand(x.shape[:2], generator=g).argsort(1)[:, :n]
+            out.append(run_blocks(vit, prepend_cls(vit, x.gather(1, idx[..., None].expand(-1, -1, x.shape[2]))))[:, 0])
+    return torch.cat(out).numpy()
+
+
+def masked_probe(cfg) -> pd.DataFrame:
+    y_tr, y_va = _labels(cfg, 'train'), _labels(cfg, 'validate')
+    rows = []
+    for keep in (1.0, 0.5, 0.25):
+        auc = probe_auroc(masked_cls(cfg, 'train', keep), y_tr, masked_cls(cfg, 'validate', keep), y_va)
+        rows.append(dict(patches_seen=keep, mean_auroc=np.mean(list(auc.values())), **{f: round(v, 3) for f, v in auc.items()}))
+        print('masked', rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+
 def probe(cfg) -> pd.DataFrame:
     tr, va = tower_features(cfg, 'train'), tower_features(cfg, 'validate')
     y_tr, y_va = _labels(cfg, 'train'), _labels(cfg, 'validate')
@@ -115,7 +149,35 @@ def variant(cfg, spec: str) -> dict:
         row[f'val_mrr_{tag}'] = validation_mrr(m, c, (img, txt))
         row[f'img_cos_{tag}'] = mean_cos(img)
     row['txt_cos'] = mean_cos(txt)
+    img, txt = (e[:len(txt)] for e in validation_embeddings(m, c, split='train'))   # as many training pairs
+    row['train_mrr_all_slots'] = validation_mrr(m, c, (img, txt))     # did alignment fit its own pairs?
     print('variant', row, flush=True)
+    return row
+
+
+def overfit(cfg, spec: str, steps: int = 100, lr: float = 1e-3) -> dict:
+    "`overfit:<all|global>[:field=value...]`: can ALTA, from its pretrained stages, learn one batch by heart?"
+    from alta_nb.core import parse_overrides, seed_everything
+    from alta_nb.stages import pretrained, text_stand_in
+    from alta_nb.alta import build_model
+    from alta_nb.data import study_dataloader, get_tokenizer
+    _, objective, *kv = spec.split(':')
+    c = cfg.replace(**parse_overrides(kv)) if kv else cfg
+    sd = pretrained(cfg, 'mrm').state_dict()     # the base config's stages: the overrides act on alignment only
+    seed_everything(0)
+    m = build_model(c, 'alta', get_tokenizer(cfg.pretraining()), device='cpu')
+    m.load_mrm_state(sd); m.load_text_state(text_stand_in(cfg, sd))
+    batch = next(iter(study_dataloader(c, split='train', shuffle=False, train=False)))
+    opt, losses, norms = torch.optim.AdamW(m.trainable_parameters(), lr=lr), [], []
+    for _ in range(steps):
+        out = m.train()(batch)
+        losses.append(out['global_loss'].item())
+        opt.zero_grad(); out['loss' if objective == 'all' else 'global_loss'].backward()
+        norms.append(float(torch.nn.utils.clip_grad_norm_(m.trainable_parameters(), float('inf'))))
+        opt.step()
+    row = dict(variant=spec, global_infonce_every_10=[round(x, 2) for x in losses[::10]], last=round(losses[-1], 3),
+               min=round(min(losses), 3), grad_norm=f'{min(norms):.1f}-{max(norms):.1f}')
+    print('overfit', row, flush=True)
     return row
 
 
@@ -136,6 +198,8 @@ def main(argv=None):
     rows = []
     for a in args:
         if a == 'probe': print(probe(cfg).round(3).to_string(index=False))
+        elif a == 'masked': print(masked_probe(cfg).round(3).to_string(index=False))
+        elif a.startswith('overfit:'): overfit(cfg, a)
         else: rows.append(variant(cfg, a))
     if rows: print(pd.DataFrame(rows).round(3).to_string(index=False))
 
