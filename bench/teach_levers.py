@@ -21,7 +21,8 @@ no evaluation set is read. Two parts:
   linear     a linear CLIP on frozen features: two linear heads (image feature -> 64, report feature -> 64) and a
              learned temperature trained with the kit's global InfoNCE (600 steps of 16 training pairs, AdamW 1e-3),
              each image feature (MRM [CLS], patch mean, 16-px pixels) against each report feature (the stand-in's
-             [CLS], a word 1-2-gram TF-IDF fitted on the training reports); training and validation MRR (frontal):
+             [CLS] or token mean, a word 1-2-gram TF-IDF fitted on the training reports); training and
+             validation MRR (frontal):
              which side's frozen features limit retrieval
   overfit    Karpathy's "overfit one batch" from the stages ALTA starts from (teach MRM + text stand-in): one fixed
              training batch, AdamW at lr 1e-3, no clipping, 100 steps; the global InfoNCE every 10 steps, with the
@@ -64,7 +65,7 @@ def probe_auroc(x_tr, y_tr, x_va, y_va) -> dict:
 
 
 def tower_features(cfg, split: str) -> dict:
-    "Features of `split`: the frontal's 16-px pixels (a control), MRM frontal CLS and patch mean, stand-in text [CLS]."
+    "Features of `split`: the frontal's 16-px pixels (a control), MRM frontal CLS and patch mean, stand-in [CLS] and token mean."
     from alta_nb.stages import pretrained, text_stand_in
     from alta_nb.data import get_tokenizer
     from alta_nb.text import build_text_tower
@@ -77,12 +78,13 @@ def tower_features(cfg, split: str) -> dict:
 def _features(cfg, split, mrm, tower) -> dict:
     from alta_nb.data import study_dataloader
     from alta_nb.mrm import run_blocks, prepend_cls, embed_patches
-    out = dict(pixels_16px=[], mrm_cls=[], mrm_patch_mean=[], text_cls=[])
+    out = dict(pixels_16px=[], mrm_cls=[], mrm_patch_mean=[], text_cls=[], text_mean=[])
     for b in study_dataloader(cfg, split=split, shuffle=False, train=False, drop_last=False):
         out['pixels_16px'].append(F.interpolate(b['images'][:, 0], size=16, mode='area').flatten(1))
         h = run_blocks(mrm.vit, prepend_cls(mrm.vit, embed_patches(mrm.vit, b['images'][:, 0])))
         out['mrm_cls'].append(h[:, 0]); out['mrm_patch_mean'].append(h[:, 1:].mean(1))
-        out['text_cls'].append(tower.hidden(b['input_ids'], b['attention_mask'])[:, 0])
+        h, am = tower.hidden(b['input_ids'], b['attention_mask']), b['attention_mask'][..., None].float()
+        out['text_cls'].append(h[:, 0]); out['text_mean'].append((h * am).sum(1) / am.sum(1))
     return {k: torch.cat(v) for k, v in out.items()}
 
 
@@ -171,7 +173,7 @@ def linear_clip(cfg, steps: int = 600, batch: int = 16, seed: int = 0) -> pd.Dat
         f['tfidf'] = torch.tensor(tfidf.transform(alta_table(cfg, sp).report).toarray(), dtype=torch.float32)
     tr, va, n, rows = feats['train'], feats['validate'], len(feats['validate']['tfidf']), []
     for ik in ('mrm_cls', 'mrm_patch_mean', 'pixels_16px'):
-        for tk in ('text_cls', 'tfidf'):
+        for tk in ('text_cls', 'text_mean', 'tfidf'):
             torch.manual_seed(seed)
             mu = {k: (tr[k].mean(0), tr[k].std(0) + 1e-6) for k in (ik, tk)}
             heads = {k: torch.nn.Linear(tr[k].shape[1], 64) for k in (ik, tk)}
