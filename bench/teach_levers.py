@@ -22,8 +22,7 @@ no evaluation set is read. Two parts:
              learned temperature trained with the kit's global InfoNCE (600 steps of 16 training pairs, AdamW 1e-3),
              each image feature (MRM [CLS], patch mean, 16-px pixels) against each report feature (the stand-in's
              [CLS] or token mean, a word 1-2-gram TF-IDF fitted on the training reports); training and
-             validation MRR (frontal):
-             which side's frozen features limit retrieval
+             validation MRR (frontal): which side's frozen features limit retrieval
   overfit    Karpathy's "overfit one batch" from the stages ALTA starts from (teach MRM + text stand-in): one fixed
              training batch, AdamW at lr 1e-3, no clipping, 100 steps; the global InfoNCE every 10 steps, with the
              summed losses or the global InfoNCE alone as the objective (ln 16 = 2.77 is chance)
