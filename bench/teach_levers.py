@@ -91,14 +91,12 @@ def masked_cls(cfg, split: str, keep: float, seed: int = 0) -> np.ndarray:
     "The frozen MRM's frontal [CLS] when a random `keep` fraction of its patches is seen (MAE's random masking)."
     from alta_nb.stages import pretrained
     from alta_nb.data import study_dataloader
-    from alta_nb.mrm import run_blocks, prepend_cls, embed_patches
+    from alta_nb.mrm import run_blocks, prepend_cls, embed_patches, random_masking
     vit, g, out = pretrained(cfg, 'mrm').vit, torch.Generator().manual_seed(seed), []
     with torch.no_grad():
         for b in study_dataloader(cfg, split=split, shuffle=False, train=False, drop_last=False):
-            x = embed_patches(vit, b['images'][:, 0])
-            n = max(1, round(x.shape[1] * keep))
-            idx = torch.rand(x.shape[:2], generator=g).argsort(1)[:, :n]
-            out.append(run_blocks(vit, prepend_cls(vit, x.gather(1, idx[..., None].expand(-1, -1, x.shape[2]))))[:, 0])
+            kept = random_masking(embed_patches(vit, b['images'][:, 0]), 1 - keep, g)[0]
+            out.append(run_blocks(vit, prepend_cls(vit, kept))[:, 0])
     return torch.cat(out).numpy()
 
 
