@@ -10,16 +10,15 @@ import numpy as np
 import pandas as pd
 import torch
 from .core import Config, get_device, seed_everything
-from .compute import equal_compute_epochs, step_flops
-from .evaluate import RSNA_PROMPTS
+from .compute import equal_compute_epochs
+from .zeroshot import RSNA_PROMPTS
 
 # %% auto #0
 __all__ = ['VARIANTS', 'HEADLINE', 'MECHANISMS', 'COMPARISONS', 'CHOICE_SEED', 'CHOICES', 'GAIN_Z', 'RSNA_PROMPT_OPTIONS',
-           'CURVE_VARIANTS', 'CURVE_METRICS', 'variant_config', 'build_variant', 'profile_variants',
-           'validation_embeddings', 'validation_ranks', 'validation_mrr', 'pick_option', 'choose_on_validation',
-           'validation_pneumonia', 'auroc_placements', 'pick_auroc_option', 'choose_rsna_prompts', 'restore_epoch',
-           'validation_curve', 'run_ablations', 'verdicts', 'learning_curves', 'step_train_flops', 'curve_epochs',
-           'curve_metrics', 'compute_curve', 'compute_curves', 'flops_to_match', 'plot_compute_curve']
+           'variant_config', 'build_variant', 'profile_variants', 'validation_embeddings', 'validation_ranks',
+           'validation_mrr', 'pick_option', 'choose_on_validation', 'validation_pneumonia', 'auroc_placements',
+           'pick_auroc_option', 'choose_rsna_prompts', 'restore_epoch', 'validation_curve', 'run_ablations', 'verdicts',
+           'learning_curves']
 
 # %% ../nbs/18_ablations.ipynb #0d096ab9
 VARIANTS: dict[str, dict] = {
@@ -32,17 +31,22 @@ VARIANTS: dict[str, dict] = {
     'alta_multiview_masked': dict(kind='alta', n_views=4, multiview='masked'),
     'baseline':              dict(kind='baseline'),       # 04b: the minimal CLIP, the bar
 }
-HEADLINE = ['img2img_p_at_10', 'txt2img_p_at_10', 'img2txt_p_at_10', 'zeroshot_chexpert_acc', 'rsna_auroc']
-MECHANISMS = ['img_emb_mean_cos', 'txt_emb_mean_cos', 'negation_cos', 'img_feat_mean_cos', 'rsna_acc', 'rsna_f1', 'rsna_all_pos_acc',
-              'rsna_all_pos_f1', 'logit_scale']  # why, not how well (15/16)
-COMPARISONS = [('mrm_features', 'random_init'), ('alta_multiview', 'random_init'), ('alta_multiview', 'clip_scratch'),
-               ('alta_frontal_lateral', 'alta_frontal'), ('alta_multiview', 'alta_frontal'),
+HEADLINE = ['img2img_p_at_10', 'txt2img_p_at_10', 'img2txt_p_at_10', 'zeroshot_chexpert_acc',
+            'rsna_auroc']
+MECHANISMS = ['img_emb_mean_cos', 'txt_emb_mean_cos', 'negation_cos', 'img_feat_mean_cos',
+              'rsna_acc', 'rsna_f1', 'rsna_all_pos_acc', 'rsna_all_pos_f1',
+              'logit_scale']  # why, not how well (15/16)
+COMPARISONS = [('mrm_features', 'random_init'), ('alta_multiview', 'random_init'),
+               ('alta_multiview', 'clip_scratch'), ('alta_frontal_lateral', 'alta_frontal'),
+               ('alta_multiview', 'alta_frontal'),
                ('alta_multiview_masked', 'alta_multiview'), ('alta_multiview', 'baseline')]
 
 # %% ../nbs/18_ablations.ipynb #ecd684ab
-def variant_config(name: str, cfg: Config, clip_epochs: int | None = None) -> tuple[str | None, Config]:
-    "(kind, config) the engine trains variant `name` with (`clip_scratch`: the equal-compute epochs)."
-    if name not in VARIANTS: raise ValueError(f"unknown variant {name!r}; choose one of {list(VARIANTS)}")
+def variant_config(name: str, cfg: Config,
+                   clip_epochs: int | None = None) -> tuple[str | None, Config]:
+    "(kind, config) the engine trains variant `name` with (`clip_scratch`: equal-compute epochs)."
+    if name not in VARIANTS:
+        raise ValueError(f"unknown variant {name!r}; choose one of {list(VARIANTS)}")
     v = dict(VARIANTS[name]); kind = v.pop('kind')
     if v.pop('equal_compute', False): v['epochs'] = clip_epochs or equal_compute_epochs(cfg)[0]
     return kind, cfg.replace(**v)
@@ -54,7 +58,7 @@ def build_variant(name: str, cfg: Config, clip_epochs: int | None = None):
     kind, c = variant_config(name, cfg, clip_epochs)
     if kind == 'baseline':                    # 04b: its own cache and its own tokenizer
         from alta_nb.baseline import pretrained_baseline; return pretrained_baseline(c)
-    if kind is None:                          # same tokenizer as the trained ones, so texts are comparable
+    if kind is None:                  # the trained ones' tokenizer, so texts are comparable
         tok = pretrained(cfg, 'alta').tokenizer
         seed_everything(cfg.seed)
         m = build_model(cfg, kind='alta', tokenizer=tok, device='cpu').eval(); m.tokenizer = tok
@@ -65,32 +69,34 @@ def build_variant(name: str, cfg: Config, clip_epochs: int | None = None):
 
 # %% ../nbs/18_ablations.ipynb #65fe29f5
 def profile_variants(cfg: Config) -> list[str]:
-    "The VARIANTS `cfg`'s profile runs: all but its comma-separated `ablation_skip` (an unknown name is an error)."
+    "The VARIANTS `cfg`'s profile runs: all but its comma-separated `ablation_skip` (checked)."
     skip = [s.strip() for s in cfg.ablation_skip.split(',') if s.strip()]
     unknown = [s for s in skip if s not in VARIANTS]
-    if unknown: raise ValueError(f"ablation_skip: unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    if unknown: raise ValueError(f"ablation_skip: unknown variant(s) {unknown}; "
+                                 f"choose from {list(VARIANTS)}")
     return [v for v in VARIANTS if v not in skip]
 
 # %% ../nbs/18_ablations.ipynb #ebdc0ea1
-CHOICE_SEED = 100                                        # used to choose settings; never a reported seed
-CHOICES = {'head_init': ('default', 'centered', 'batchnorm'),   # what the protocol chooses on validation (one field at a time);
-           'train_text': (False, True)}                  # the first option is the official one: frozen, as the official code freezes CXR-BERT
+CHOICE_SEED = 100                                  # used to choose settings; never a reported seed
+CHOICES = {'head_init': ('default', 'centered', 'batchnorm'),  # chosen on validation, singly;
+           'train_text': (False, True)}         # the first is the official one (CXR-BERT frozen)
 
 @torch.no_grad()
 def validation_embeddings(model, cfg: Config, views: int | None = None,
                           split: str = 'validate') -> tuple[torch.Tensor, torch.Tensor]:
-    "(image, report) embeddings of every study of `split` (validation), in one order (`views`: first slots only)."
+    "(image, report) embeddings of every study of `split`, in one order (`views`: first slots)."
     from alta_nb.data import study_dataloader
     dl = study_dataloader(cfg, split=split, shuffle=False, train=False, drop_last=False)
     model.eval(); img, txt = [], []
     for b in dl:
         vm = b['view_mask'].clone()
         if views: vm[:, views:] = False
-        img.append(model.encode_image(b['images'], vm)); txt.append(model.encode_text(b['input_ids'], b['attention_mask']))
+        img.append(model.encode_image(b['images'], vm))
+        txt.append(model.encode_text(b['input_ids'], b['attention_mask']))
     return torch.cat(img), torch.cat(txt)
 
 def validation_ranks(model, cfg: Config, emb: tuple | None = None) -> torch.Tensor:
-    "Per SynthCXR validation study, the reciprocal rank of its own report among the validation reports (image → text)."
+    "Per SynthCXR validation study, its own report's reciprocal rank among all (image → text)."
     from alta_nb.retrieval import reciprocal_ranks
     img, txt = emb if emb is not None else validation_embeddings(model, cfg)
     return reciprocal_ranks(img @ txt.T)         # 1 = its own report ranks first
@@ -100,31 +106,33 @@ def validation_mrr(model, cfg: Config, emb: tuple | None = None) -> float:
     return float(validation_ranks(model, cfg, emb).mean())
 
 # %% ../nbs/18_ablations.ipynb #a7bb624c
-GAIN_Z = 2.0          # an option replaces the official one only when its paired gain exceeds this many standard errors
+GAIN_Z = 2.0          # an option replaces the official one only if its paired gain is > GAIN_Z SEs
 
 def _keep_clear(rows: list, score: str) -> tuple:
-    "The rule over `rows` (dicts with `option`, `score`, `gain`, `gain_se`; first = the reference): the best `score` among the clear ones, and the table."
+    "Rule over `rows` (`option`, `score`, `gain`, `gain_se`; 1st = reference): best clear `score`."
     t = pd.DataFrame(rows)
     t['clear'] = [i == 0 or g > GAIN_Z * se for i, (g, se) in enumerate(zip(t.gain, t.gain_se))]
     return t.option[t.clear].iloc[int(np.argmax(t[score][t.clear].values))], t
 
 def pick_option(rrs: dict) -> tuple:
-    "`rrs`: option → per-study reciprocal ranks (first = the reference). The chosen option and a table: MRR, gain over the reference, its SE, clear."
+    "`rrs`: option → per-study reciprocal ranks (first = reference); choice, MRR, gain, SE, clear."
     opts = list(rrs); ref = torch.as_tensor(rrs[opts[0]], dtype=torch.float64); rows = []
     for o in opts:
         r = torch.as_tensor(rrs[o], dtype=torch.float64)
-        if r.shape != ref.shape: raise ValueError(f"pick_option: option {o!r} has {tuple(r.shape)} ranks, the reference {tuple(ref.shape)}")
+        if r.shape != ref.shape:
+            raise ValueError(f"pick_option: option {o!r} has {tuple(r.shape)} ranks, "
+                             f"the reference {tuple(ref.shape)}")
         d = r - ref
         se = float(d.std() / len(d) ** 0.5) if len(d) > 1 else float('inf')
         rows.append(dict(option=o, val_mrr=float(r.mean()), gain=float(d.mean()), gain_se=se))
     return _keep_clear(rows, 'val_mrr')
 
-
 # %% ../nbs/18_ablations.ipynb #1bbe71b4
-def choose_on_validation(cfg: Config, choices: dict = CHOICES, seed: int = CHOICE_SEED) -> tuple[dict, pd.DataFrame]:
-    "For each field of `choices`: the option `pick_option` keeps at `seed`, and a table of every score."
+def choose_on_validation(cfg: Config, choices: dict = CHOICES,
+                         seed: int = CHOICE_SEED) -> tuple[dict, pd.DataFrame]:
+    "Per field of `choices`: the option `pick_option` keeps at `seed`, and a table of every score."
     from alta_nb.stages import pretrained
-    from alta_nb.retrieval import negation_cos, mean_pairwise_cos   # label-free, shown beside the choice, not used for it
+    from alta_nb.retrieval import negation_cos, mean_pairwise_cos   # label-free, shown, not used
     cs, chosen, tables = cfg.replace(seed=seed), {}, []
     for field, options in choices.items():
         rrs, extra = {}, []
@@ -132,82 +140,97 @@ def choose_on_validation(cfg: Config, choices: dict = CHOICES, seed: int = CHOIC
             m, co = pretrained(cs, 'alta', **{field: opt}), cs.replace(**{field: opt})
             emb = validation_embeddings(m, co)
             rrs[opt] = validation_ranks(m, co, emb)
-            extra.append(dict(negation_cos=negation_cos(m, m.tokenizer, co), img_emb_cos=mean_pairwise_cos(emb[0])))
+            extra.append(dict(negation_cos=negation_cos(m, m.tokenizer, co),
+                              img_emb_cos=mean_pairwise_cos(emb[0])))
         chosen[field], t = pick_option(rrs)
         tables.append(pd.concat([t.assign(field=field), pd.DataFrame(extra)], axis=1))
     return chosen, pd.concat(tables, ignore_index=True)
 
 # %% ../nbs/18_ablations.ipynb #7730e104
 RSNA_PROMPT_OPTIONS = {'official': RSNA_PROMPTS,          # the first option is the paper's pair
-                       'finding': {'Pneumonia': ['There is consolidation'], 'Normal': ['There is no consolidation']},
-                       'impression': {'Pneumonia': ['Focal consolidation'], 'Normal': ['No acute cardiopulmonary process']}}
+    'finding': {'Pneumonia': ['There is consolidation'], 'Normal': ['There is no consolidation']},
+    'impression': {'Pneumonia': ['Focal consolidation'],
+                   'Normal': ['No acute cardiopulmonary process']}}
 
 def validation_pneumonia(cfg: Config) -> np.ndarray:
-    "Per validation study (`alta_table` order): 1 if Pneumonia or Consolidation is positive, 0 if neither is, -1 if uncertain."
+    "Per validation study (`alta_table` order): 1 Pneumonia or Consolidation, 0 neither, -1 unsure."
     from alta_nb.data import alta_table, study_root
     f = study_root(cfg)[0]/'mimic-cxr-2.0.0-chexpert.csv'
-    if not f.exists(): raise FileNotFoundError(f"{f}: the CheXpert labels file of the study root is needed to choose RSNA prompts")
+    if not f.exists():
+        raise FileNotFoundError(f"{f}: the CheXpert labels file of the study root is needed "
+                                "to choose RSNA prompts")
     lab = pd.read_csv(f).assign(sid=lambda d: 's' + d.study_id.astype(str)).set_index('sid')
     sids = 's' + alta_table(cfg, 'validate').study_id.astype(str).str.lstrip('s')
-    if missing := sorted(set(sids) - set(lab.index)): raise ValueError(f"{f}: no labels for validation study {missing[0]}")
+    if missing := sorted(set(sids) - set(lab.index)):
+        raise ValueError(f"{f}: no labels for validation study {missing[0]}")
     v = lab.loc[sids, ['Pneumonia', 'Consolidation']].to_numpy()
     return np.where((v == 1).any(1), 1, np.where((v == -1).any(1), -1, 0))
 
 def auroc_placements(scores, y) -> tuple[np.ndarray, np.ndarray]:
-    "DeLong's placements: per positive, the share of negatives it outranks (ties ½); per negative, the share of positives outranking it."
+    "DeLong's placements: per positive, the share of negatives it outranks (ties ½); the converse."
     s, y = np.asarray(scores, dtype=float), np.asarray(y)
     cmp = (s[y == 1][:, None] > s[y == 0][None]) + 0.5 * (s[y == 1][:, None] == s[y == 0][None])
     return cmp.mean(1), cmp.mean(0)
 
 def pick_auroc_option(scores: dict, y) -> tuple:
-    "`scores`: option → per-study score (first = the reference). The chosen option and a table: AUROC, gain, DeLong SE, clear."
+    "`scores`: option → per-study score (first = reference); the choice, AUROC, gain, DeLong SE."
     y, opts = np.asarray(y), list(scores); p0, n0 = auroc_placements(scores[opts[0]], y); rows = []
     for o in opts:
         p, n = auroc_placements(scores[o], y)
-        se = float(np.sqrt(np.var(p - p0, ddof=1) / len(p) + np.var(n - n0, ddof=1) / len(n))) if min(len(p), len(n)) > 1 else float('nan')
-        rows.append(dict(option=o, val_auroc=float(p.mean()), gain=float(p.mean() - p0.mean()), gain_se=se))
+        se = (float(np.sqrt(np.var(p - p0, ddof=1) / len(p) + np.var(n - n0, ddof=1) / len(n)))
+              if min(len(p), len(n)) > 1 else float('nan'))
+        rows.append(dict(option=o, val_auroc=float(p.mean()), gain=float(p.mean() - p0.mean()),
+                         gain_se=se))
     return _keep_clear(rows, 'val_auroc')
 
 # %% ../nbs/18_ablations.ipynb #c381f721
-def choose_rsna_prompts(cfg: Config, options: dict = RSNA_PROMPT_OPTIONS, seed: int = CHOICE_SEED) -> tuple[str, pd.DataFrame]:
-    "The RSNA prompt option `pick_auroc_option` keeps on validation at `seed` (the profile's ALTA model, frontal image only), and its table."
+def choose_rsna_prompts(cfg: Config, options: dict = RSNA_PROMPT_OPTIONS,
+                        seed: int = CHOICE_SEED) -> tuple[str, pd.DataFrame]:
+    "The RSNA prompts `pick_auroc_option` keeps on validation at `seed` (frontal only); the table."
     from alta_nb.stages import pretrained
-    from alta_nb.evaluate import ensemble_class_embeddings
+    from alta_nb.zeroshot import ensemble_class_embeddings
     cs = cfg.replace(seed=seed); m = pretrained(cs, 'alta'); y = validation_pneumonia(cs)
-    img = torch.nn.functional.normalize(validation_embeddings(m, cs, views=1)[0].float(), dim=-1)[y >= 0]
+    img = torch.nn.functional.normalize(validation_embeddings(m, cs, views=1)[0].float(),
+                                        dim=-1)[y >= 0]
     scores = {}
     for name, prompts in options.items():
-        cls = ensemble_class_embeddings(m, m.tokenizer, prompts, ['Normal', 'Pneumonia'], cs, clean=False)
+        cls = ensemble_class_embeddings(m, m.tokenizer, prompts, ['Normal', 'Pneumonia'], cs,
+                                        clean=False)
         scores[name] = torch.softmax(img @ cls.T, dim=-1)[:, 1].numpy()
     return pick_auroc_option(scores, y[y >= 0])
 
 # %% ../nbs/18_ablations.ipynb #539adcde
 def restore_epoch(model: torch.nn.Module, path, what: str) -> dict:
-    "Put the tensors kept in epoch file `path` (trainable ones, norms' statistics) back into `model` (names, shapes checked); returns {'step', 'epoch'}."
-    from alta_nb.train import load_epoch_weights
+    "Put epoch file `path`'s tensors back into `model` (names, shapes checked); {'step', 'epoch'}."
+    from alta_nb.stability import load_epoch_weights
     sd, meta = load_epoch_weights(path)
     own = dict(model.named_parameters()) | dict(model.named_buffers())
     bad = [k for k, v in sd.items() if k not in own or own[k].shape != v.shape]
-    if bad: raise ValueError(f"{path}: tensor {bad[0]!r} does not fit {what} (weights of another config?)")
+    if bad:
+        raise ValueError(f"{path}: tensor {bad[0]!r} does not fit {what} "
+                         "(weights of another config?)")
     with torch.no_grad():
         for k, v in sd.items(): own[k].copy_(v)
     return meta
 
 def validation_curve(cfg: Config, seed: int = CHOICE_SEED) -> pd.DataFrame:
-    "`validation_mrr` of the `seed`'s ALTA model after every kept epoch (rows epoch, val_mrr); needs `cfg.epoch_weights`."
+    "`validation_mrr` of the `seed`'s ALTA model per kept epoch (needs `cfg.epoch_weights`)."
     from alta_nb.stages import pretrained, model_dir
-    from alta_nb.train import list_epoch_weights
+    from alta_nb.stability import list_epoch_weights
     cs = cfg.replace(seed=seed)
     model, rows = pretrained(cs, 'alta'), []
     files = list_epoch_weights(model_dir(cs, 'alta')/'run')
-    if not files: raise ValueError(f"{model_dir(cs, 'alta')/'run'/'epochs'}: no epoch weights (train with epoch_weights=True)")
+    if not files:
+        raise ValueError(f"{model_dir(cs, 'alta')/'run'/'epochs'}: no epoch weights "
+                         "(train with epoch_weights=True)")
     for f in files:
         meta = restore_epoch(model, f, f'the ALTA model of seed {seed}')
         rows.append(dict(epoch=meta['epoch'], val_mrr=validation_mrr(model, cs)))
     return pd.DataFrame(rows)
 
 # %% ../nbs/18_ablations.ipynb #1f9b343f
-def run_ablations(cfg: Config, suite, seeds, variants=None, clip_epochs: int | None = None, log=print) -> pd.DataFrame:
+def run_ablations(cfg: Config, suite, seeds, variants=None, clip_epochs: int | None = None,
+                  log=print) -> pd.DataFrame:
     "Long frame (model, seed, metric, value) of every variant × seed on `suite`."
     from alta_nb.evaluate import evaluate
     dev = get_device(cfg.device)
@@ -217,8 +240,10 @@ def run_ablations(cfg: Config, suite, seeds, variants=None, clip_epochs: int | N
         for name in variants or VARIANTS:
             m = build_variant(name, cs, clip_epochs).to(dev)
             res = evaluate(m, suite, cs, cache=False)
-            rows += [dict(model=name, seed=s, metric=k, value=float(v)) for k, v in res.items() if isinstance(v, (int, float))]
-            if log: log(f'seed {s} {name}: ' + ', '.join(f'{k}={res[k]:.3f}' for k in HEADLINE if k in res))
+            rows += [dict(model=name, seed=s, metric=k, value=float(v))
+                     for k, v in res.items() if isinstance(v, (int, float))]
+            if log: log(f'seed {s} {name}: '
+                        + ', '.join(f'{k}={res[k]:.3f}' for k in HEADLINE if k in res))
     return pd.DataFrame(rows)
 
 # %% ../nbs/18_ablations.ipynb #a1b65980
@@ -234,18 +259,23 @@ def verdicts(abl: pd.DataFrame, comparisons=COMPARISONS, metrics=HEADLINE) -> pd
             n = int(min(s.loc[a, 'n_seeds'], s.loc[b, 'n_seeds']))
             diff = s.loc[a, 'mean'] - s.loc[b, 'mean']
             verdict = ('one seed: no spread to compare with' if n < 2 else
-                       (f'{a} {"higher" if diff > 0 else "lower"}, beyond the seed spread' if larger_than_spread(s, a, b)
-                        else 'within the seed spread'))
-            d = abl[abl.metric == met].pivot_table(index='seed', columns='model', values='value')[[a, b]].dropna()
-            same = bool(len(d) >= 2 and (np.sign(d[a] - d[b]).nunique() == 1) and (d[a] != d[b]).all())
-            rows.append(dict(metric=met, a=a, b=b, diff=diff, sd_a=s.loc[a, 'std'], sd_b=s.loc[b, 'std'], n_seeds=n,
-                             beyond_spread=bool(n >= 2 and larger_than_spread(s, a, b)), same_sign_every_seed=same,
-                             sign_test_p=min(1.0, 2 * 0.5 ** len(d)) if same else 1.0, verdict=verdict))
+                       (f'{a} {"higher" if diff > 0 else "lower"}, beyond the seed spread'
+                        if larger_than_spread(s, a, b) else 'within the seed spread'))
+            d = abl[abl.metric == met].pivot_table(index='seed', columns='model',
+                                                   values='value')[[a, b]].dropna()
+            same = bool(len(d) >= 2 and (np.sign(d[a] - d[b]).nunique() == 1)
+                        and (d[a] != d[b]).all())
+            rows.append(dict(metric=met, a=a, b=b, diff=diff, sd_a=s.loc[a, 'std'],
+                             sd_b=s.loc[b, 'std'], n_seeds=n,
+                             beyond_spread=bool(n >= 2 and larger_than_spread(s, a, b)),
+                             same_sign_every_seed=same,
+                             sign_test_p=min(1.0, 2 * 0.5 ** len(d)) if same else 1.0,
+                             verdict=verdict))
     return pd.DataFrame(rows)
 
 # %% ../nbs/18_ablations.ipynb #486a23f7
 def learning_curves(cfg: Config, variants=None, clip_epochs: int | None = None) -> pd.DataFrame:
-    "Training-loss history `(model, step, loss)` of the trained variants, from the engine's cached runs."
+    "Training-loss history `(model, step, loss)` of the trained variants (engine's cached runs)."
     from alta_nb.stages import model_dir
     rows = []
     for name in variants or VARIANTS:
@@ -256,92 +286,5 @@ def learning_curves(cfg: Config, variants=None, clip_epochs: int | None = None) 
         h = pd.read_csv(f)
         if 'loss' not in h.columns or 'step' not in h.columns: continue
         rows.append(h[['step', 'loss']].assign(model=name))
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=['step', 'loss', 'model'])
-
-# %% ../nbs/18_ablations.ipynb #ce986c06
-CURVE_VARIANTS = ('alta_multiview', 'clip_scratch')
-CURVE_METRICS = ('txt2img_p_at_10', 'zeroshot_chexpert_acc')
-
-def step_train_flops(cfg: Config, kind: str) -> float:
-    "Training FLOPs of one optimizer step of `kind` at `cfg`: lesson 12's FLOPs per sample × the global batch."
-    return step_flops(cfg, kind, batch_size=2, device='meta')['flops_per_sample'] * cfg.batch_size
-
-def curve_epochs(n_epochs: int, n_points: int = 8, every: int | None = None) -> list[int]:
-    "Epochs 1..`n_epochs` to evaluate: every `every`-th counted back from the last (default: about `n_points` of them)."
-    every = every or max(1, math.ceil(n_epochs / n_points))
-    return sorted(range(n_epochs, 0, -every))
-
-
-# %% ../nbs/18_ablations.ipynb #fb64bc31
-@torch.no_grad()
-def curve_metrics(model, suite, cfg: Config) -> dict:
-    "Just the curve's metrics, from `evaluate`'s own pieces: 8x200 text→image P@10 and 5x200 zero-shot accuracy."
-    from alta_nb.evaluate import retrieval_metrics, chexpert_zeroshot_metrics
-    from alta_nb.retrieval import embed_images
-    emb = lambda es: embed_images(model, es, cfg, cache=False)
-    out = retrieval_metrics(model, model.tokenizer, suite, cfg, emb)
-    out.update(chexpert_zeroshot_metrics(model, model.tokenizer, suite, emb(suite.chexpert_5x200), cfg))
-    return {k: float(out[k]) for k in CURVE_METRICS}
-
-def compute_curve(cfg: Config, variant: str, suite, every: int | None = None, n_points: int = 8,
-                  clip_epochs: int | None = None) -> pd.DataFrame:
-    "Rows (variant, seed, epoch, step, train_flops, metric, value): the final model with kept epochs' trainable tensors put back."
-    from alta_nb.stages import model_dir
-    from alta_nb.train import list_epoch_weights
-    kind, c = variant_config(variant, cfg, clip_epochs)
-    if kind is None: raise ValueError(f"{variant!r} is never trained: it has no compute curve")
-    cs, per_step = cfg.replace(bootstrap=0), step_train_flops(c, kind)
-    model = build_variant(variant, cs, clip_epochs).to(get_device(cfg.device))      # trained here if not cached yet
-    files = list_epoch_weights(model_dir(c, kind)/'run')
-    if not files: raise ValueError(f"{variant!r} (seed {cfg.seed}) has no epoch weights in {model_dir(c, kind)/'run'/'epochs'}: "
-                                   "train it with epoch_weights=True (remove its cached model first)")
-    byepoch = {int(f.stem.split('_')[1]): f for f in files}
-    rows = []
-    for e in [e for e in curve_epochs(max(byepoch), n_points, every) if e in byepoch]:
-        meta = restore_epoch(model, byepoch[e], f'variant {variant!r}')
-        rows += [dict(variant=variant, seed=cfg.seed, epoch=meta['epoch'], step=meta['step'], train_flops=per_step * meta['step'],
-                      metric=k, value=v) for k, v in curve_metrics(model, suite, cs).items()]
-    return pd.DataFrame(rows)
-
-def compute_curves(cfg: Config, suite, seeds, variants=CURVE_VARIANTS, clip_epochs: int | None = None, **kw) -> pd.DataFrame:
-    "`compute_curve` of every variant × seed, in one frame."
-    return pd.concat([compute_curve(cfg.replace(seed=s), v, suite, clip_epochs=clip_epochs, **kw) for s in seeds for v in variants],
-                     ignore_index=True)
-
-
-# %% ../nbs/18_ablations.ipynb #7ec3188b
-def flops_to_match(curves: pd.DataFrame, metric: str, alta: str = 'alta_multiview', clip: str = 'clip_scratch', tol: float = 1e-9) -> dict:
-    "ALTA's FLOPs at its first evaluated epoch whose mean over seeds ≥ CLIP's final mean (− `tol`: float noise), over CLIP's total FLOPs; per seed; a reason if never."
-    d = curves[curves.metric == metric]
-    a, c = d[d.variant == alta], d[d.variant == clip]
-    if a.empty or c.empty: raise ValueError(f"flops_to_match: curves lack {alta!r} or {clip!r} rows for {metric!r}")
-    c_last = c[c.epoch == c.groupby('seed').epoch.transform('max')].set_index('seed')
-    target, clip_total = c_last.value.mean(), c_last.train_flops.mean()
-    mean = a.groupby('epoch')[['value', 'train_flops']].mean().sort_index()
-    hit = mean[mean.value >= target - tol]
-    ratio = float(hit.train_flops.iloc[0] / clip_total) if len(hit) else float('nan')
-    reason = '' if len(hit) else (f"ALTA's mean {metric} peaks at {mean.value.max():.3f} (epoch {mean.value.idxmax()} of "
-                                  f"{mean.index.max()}), below CLIP's final {target:.3f}")
-    per_seed = {}
-    for s, g in a.sort_values('epoch').groupby('seed'):
-        if s not in c_last.index: continue
-        h = g[g.value >= c_last.value[s] - tol]
-        per_seed[int(s)] = float(h.train_flops.iloc[0] / c_last.train_flops[s]) if len(h) else float('nan')
-    return dict(ratio=ratio, clip_final=float(target), clip_total_flops=float(clip_total), reason=reason, per_seed=per_seed)
-
-
-# %% ../nbs/18_ablations.ipynb #c7f4ee01
-def plot_compute_curve(curves: pd.DataFrame, metric: str, clip_final: float | None = None, ax=None):
-    "`metric` vs training FLOPs: a thin line per model and seed, a thick one per model's mean; CLIP's final mean dashed."
-    from matplotlib.figure import Figure
-    if ax is None: ax = Figure(figsize=(6.5, 4.5)).subplots()
-    d = curves[curves.metric == metric]
-    for i, (v, g) in enumerate(d.groupby('variant', sort=False)):
-        for _, gs in g.sort_values('epoch').groupby('seed'): ax.plot(gs.train_flops, gs.value, color=f'C{i}', lw=0.8, alpha=0.45)
-        m = g.groupby('epoch')[['train_flops', 'value']].mean().sort_index()
-        ax.plot(m.train_flops, m.value, color=f'C{i}', lw=2.5, marker='o', label=f'{v}: mean of {g.seed.nunique()} seed(s)')
-    if clip_final is not None: ax.axhline(clip_final, color='black', ls='--', lw=1, label='clip_scratch final (mean)')
-    ax.set(xscale='log', xlabel='training FLOPs (ALTA: alignment only)', ylabel=metric, title=f'{metric} vs training compute')
-    ax.legend(fontsize=8)
-    return ax.figure
-
+    return (pd.concat(rows, ignore_index=True) if rows
+            else pd.DataFrame(columns=['step', 'loss', 'model']))

@@ -20,7 +20,8 @@ ADAPTER_INITS = ('default', 'zero')
 
 class Adapter(nn.Module):
     "Bottleneck adapter `x → [x +] up(gelu(down(x)))` (AIM; `adapter_block.py::Adapter`)."
-    def __init__(self, dim: int, ratio: float = 0.25, skip: bool = True, init: str = 'default', tower: str = 'vit'):
+    def __init__(self, dim: int, ratio: float = 0.25, skip: bool = True, init: str = 'default',
+                 tower: str = 'vit'):
         super().__init__()
         self.skip = skip
         hidden = max(1, int(dim * ratio))
@@ -32,9 +33,12 @@ class Adapter(nn.Module):
         return x + y if self.skip else y
 
 def init_adapter_(adapter: Adapter, init: str = 'default', tower: str = 'vit'):
-    "`default`: the official effective init for `tower` ('vit': xavier down, zero up; 'bert': N(0,0.02) both); `zero`: zero up."
-    if init not in ADAPTER_INITS: raise ValueError(f"adapter init {init!r}: expected one of {ADAPTER_INITS}")
-    if tower not in ('vit', 'bert'): raise ValueError(f"adapter tower {tower!r}: expected 'vit' or 'bert'")
+    """`default`: the official effective init for `tower` ('vit': xavier down, zero up;
+    'bert': N(0,0.02) both); `zero`: zero up."""
+    if init not in ADAPTER_INITS:
+        raise ValueError(f"adapter init {init!r}: expected one of {ADAPTER_INITS}")
+    if tower not in ('vit', 'bert'):
+        raise ValueError(f"adapter tower {tower!r}: expected 'vit' or 'bert'")
     with torch.no_grad():
         if tower == 'vit': nn.init.xavier_uniform_(adapter.down.weight)
         else: nn.init.normal_(adapter.down.weight, std=0.02)
@@ -45,24 +49,31 @@ def init_adapter_(adapter: Adapter, init: str = 'default', tower: str = 'vit'):
 
 # %% ../nbs/06_adapters.ipynb #17b52340
 class AdaptedBlock(nn.Module):
-    "A timm `Block`'s submodules plus ALTA's attention adapter (skip) and parallel, 0.5-scaled MLP adapter (`adapter_block.py::Block`)."
+    """A timm `Block`'s submodules plus ALTA's attention adapter (skip) and parallel, 0.5-scaled
+    MLP adapter (`adapter_block.py::Block`)."""
     def __init__(self, blk: Block, attn_adapter: Adapter, mlp_adapter: Adapter, scale: float = 0.5):
         super().__init__()
-        self.norm1, self.attn, self.ls1, self.drop_path1 = blk.norm1, blk.attn, blk.ls1, blk.drop_path1
-        self.norm2, self.mlp, self.ls2, self.drop_path2 = blk.norm2, blk.mlp, blk.ls2, blk.drop_path2
+        self.norm1, self.attn, self.ls1, self.drop_path1 = (blk.norm1, blk.attn, blk.ls1,
+                                                            blk.drop_path1)
+        self.norm2, self.mlp, self.ls2, self.drop_path2 = (blk.norm2, blk.mlp, blk.ls2,
+                                                          blk.drop_path2)
         self.attn_adapter, self.mlp_adapter, self.adapter_scale = attn_adapter, mlp_adapter, scale
         self.training = blk.training
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
-        x = x + self.drop_path1(self.ls1(self.attn_adapter(self.attn(self.norm1(x), attn_mask=attn_mask, is_causal=is_causal))))
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                is_causal: bool = False) -> torch.Tensor:
+        x = x + self.drop_path1(self.ls1(
+            self.attn_adapter(self.attn(self.norm1(x), attn_mask=attn_mask, is_causal=is_causal))))
         xn = self.norm2(x)
-        return x + self.drop_path2(self.ls2(self.mlp(xn) + self.adapter_scale * self.mlp_adapter(xn)))
+        return x + self.drop_path2(
+            self.ls2(self.mlp(xn) + self.adapter_scale * self.mlp_adapter(xn)))
 
 def _device_of(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
 
-def add_vit_adapters(vit: VisionTransformer, ratio: float = 0.25, init: str = 'default', scale: float = 0.5) -> VisionTransformer:
-    "Replace every block of `vit` by an `AdaptedBlock` around the same submodules (in place); returns `vit`."
+def add_vit_adapters(vit: VisionTransformer, ratio: float = 0.25, init: str = 'default',
+                     scale: float = 0.5) -> VisionTransformer:
+    "Replace each block of `vit` by an `AdaptedBlock` around its own submodules, in place; → `vit`."
     for i, blk in enumerate(list(vit.blocks)):
         if isinstance(blk, AdaptedBlock): raise ValueError("this ViT already has adapters")
         dim = blk.norm1.normalized_shape[0]
@@ -74,32 +85,37 @@ def add_vit_adapters(vit: VisionTransformer, ratio: float = 0.25, init: str = 'd
 
 # %% ../nbs/06_adapters.ipynb #0d861383
 class AdaptedBertSelfOutput(nn.Module):
-    "BERT attention output (the original dense → dropout → LayerNorm(+input)) followed by ALTA's attention adapter (skip)."
+    "BERT attention output (original dense → dropout → LayerNorm(+input)) + ALTA's attn adapter."
     def __init__(self, out: BertSelfOutput, attn_adapter: Adapter):
         super().__init__()
-        self.dense, self.LayerNorm, self.dropout, self.attn_adapter = out.dense, out.LayerNorm, out.dropout, attn_adapter
+        self.dense, self.LayerNorm, self.dropout, self.attn_adapter = (out.dense, out.LayerNorm,
+                                                                       out.dropout, attn_adapter)
         self.training = out.training
 
     def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        return self.attn_adapter(self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor))
+        return self.attn_adapter(
+            self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor))
 
 class AdaptedBertOutput(nn.Module):
-    "BERT feed-forward output (the original dense → dropout → LayerNorm(+input)) plus 0.5 × the MLP adapter of the attention output."
+    "BERT FFN output (dense → dropout → LayerNorm(+input)) + 0.5 × MLP adapter of the attn output."
     def __init__(self, out: BertOutput, mlp_adapter: Adapter, scale: float = 0.5):
         super().__init__()
-        self.dense, self.LayerNorm, self.dropout, self.mlp_adapter = out.dense, out.LayerNorm, out.dropout, mlp_adapter
+        self.dense, self.LayerNorm, self.dropout, self.mlp_adapter = (out.dense, out.LayerNorm,
+                                                                      out.dropout, mlp_adapter)
         self.adapter_scale, self.training = scale, out.training
 
     def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
         ffn = self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
         return ffn + self.adapter_scale * self.mlp_adapter(input_tensor)
 
-def add_bert_adapters(bert: nn.Module, ratio: float = 0.25, init: str = 'default', scale: float = 0.5) -> nn.Module:
-    "Add ALTA's two adapters to every layer of a `transformers` BERT (`BertModel` or `BertForMaskedLM`), in place."
+def add_bert_adapters(bert: nn.Module, ratio: float = 0.25, init: str = 'default',
+                      scale: float = 0.5) -> nn.Module:
+    "Add ALTA's two adapters to every layer of a 🤗 BERT (`BertModel`/`BertForMaskedLM`), in place."
     layers = [m for m in bert.modules() if type(m).__name__ == 'BertLayer']
     if not layers: raise ValueError(f"{type(bert).__name__} has no BertLayer to adapt")
     for layer in layers:
-        if isinstance(layer.output, AdaptedBertOutput): raise ValueError("this BERT already has adapters")
+        if isinstance(layer.output, AdaptedBertOutput):
+            raise ValueError("this BERT already has adapters")
         dim = layer.output.dense.out_features
         with torch.device(_device_of(layer)):
             attn_adapter = Adapter(dim, ratio, skip=True, init=init, tower='bert')
@@ -109,8 +125,9 @@ def add_bert_adapters(bert: nn.Module, ratio: float = 0.25, init: str = 'default
     return bert
 
 # %% ../nbs/06_adapters.ipynb #c4e57f65
-ALTA_TRAINABLE = ('adapter', 'norm', 'head', 'logit_scale', 'cls_token', 'view_embedding', 'temporal_embedding',
-                  'decoder.embed.', 'decoder.pred.', 'decoder.mask_token', 'cls.predictions.')
+ALTA_TRAINABLE = ('adapter', 'norm', 'head', 'logit_scale', 'cls_token', 'view_embedding',
+                  'temporal_embedding', 'decoder.embed.', 'decoder.pred.', 'decoder.mask_token',
+                  'cls.predictions.')
 
 def is_trainable_name(name: str, patterns=ALTA_TRAINABLE) -> bool:
     "Does `name` contain one of `patterns` (case-insensitive)?"
@@ -126,14 +143,14 @@ def mark_trainable(model: nn.Module, patterns=ALTA_TRAINABLE) -> list[str]:
     return out
 
 def count_parameters(model: nn.Module) -> dict:
-    "Trainable / total parameter counts over *all* parameters, as `util/trainable_params.py` counts them."
+    "Trainable / total counts over *all* parameters, as `util/trainable_params.py` counts them."
     total = trainable = 0
-    for _, p in model.named_parameters():     # shared (tied) tensors are listed once, as in the official count
+    for _, p in model.named_parameters():     # shared (tied) tensors are listed once, as officially
         total += p.numel(); trainable += p.numel() if p.requires_grad else 0
     return dict(trainable=trainable, total=total, fraction=trainable / max(total, 1))
 
 def parameter_table(model: nn.Module, depth: int = 2) -> pd.DataFrame:
-    "Trainable vs frozen parameters per module prefix (first `depth` name parts; block numbers folded)."
+    "Trainable vs frozen parameters per module prefix (first `depth` name parts; block no. folded)."
     rows = {}
     for name, p in model.named_parameters():
         parts = [('N' if s.isdigit() else s) for s in name.split('.')[:-1]]

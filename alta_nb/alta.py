@@ -10,7 +10,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from .core import Config, get_device
 from .weights import read_state_dict, cxrbert_key_map
-from .mrm import MRM, build_vit, build_decoder, mae_init_, mae_loss, mask_report_tokens, load_mrm_weights, special_token_ids
+from .mrm import (MRM, build_vit, build_decoder, mae_init_, mae_loss, mask_report_tokens,
+                         load_mrm_weights, special_token_ids)
 from .adapters import add_vit_adapters, mark_trainable, count_parameters, ALTA_TRAINABLE
 from .multiview import MultiViewEncoder, as_study
 from .text import ProjectionHead, build_text_tower
@@ -22,16 +23,15 @@ __all__ = ['ALTA_KINDS', 'FIXED_PARAMS', 'ALTA', 'build_model']
 # %% ../nbs/09_alta.ipynb #0a0fa225
 ALTA_KINDS = ('alta', 'mrm', 'clip_scratch', 'alta_full')
 FIXED_PARAMS = ('pos_embed',)                       # sin-cos positions are never trained
-
 def _log_inv_temp(): return nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-
 class ALTA(nn.Module):
-    "ALTA (`model.py::ALTA`): adapted MRM ViT over temporal multiview studies + adapted CXR-BERT, four losses."
+    "ALTA (`model.py::ALTA`): adapted MRM ViT over multiview studies + adapted CXR-BERT; 4 losses."
     def __init__(self, cfg: Config, kind: str = 'alta', tokenizer=None):
         super().__init__()
         if kind not in ('alta', 'clip_scratch', 'alta_full'):
             raise ValueError(f"ALTA kind {kind!r}: expected 'alta', 'clip_scratch' or 'alta_full'")
-        if cfg.n_views not in (1, 2, 4): raise ValueError(f"cfg.n_views={cfg.n_views}: expected 1, 2 or 4")
+        if cfg.n_views not in (1, 2, 4):
+            raise ValueError(f"cfg.n_views={cfg.n_views}: expected 1, 2 or 4")
         self.cfg, self.kind = cfg, kind
         adapters = kind != 'clip_scratch'
         self.use_mrm_losses = kind != 'clip_scratch'
@@ -39,23 +39,26 @@ class ALTA(nn.Module):
         if adapters: add_vit_adapters(vit, cfg.adapter_ratio, cfg.adapter_init)
         self.image = MultiViewEncoder(vit, cfg.multiview)
         self.text = build_text_tower(cfg, tokenizer, adapters=adapters)
-        self.image_feature_norm = nn.BatchNorm1d(cfg.vit_dim, affine=False) if cfg.head_init == 'batchnorm' else nn.Identity()  # 11
+        self.image_feature_norm = (nn.BatchNorm1d(cfg.vit_dim, affine=False)  # 11
+                                   if cfg.head_init == 'batchnorm' else nn.Identity())
         self.image_projection_head = ProjectionHead(cfg.vit_dim, cfg.embed_dim)
         self.image_local_projection_head = ProjectionHead(cfg.vit_dim, cfg.embed_dim)
         mae_init_(self.image_projection_head); mae_init_(self.image_local_projection_head)
         self.logit_scale = _log_inv_temp()
-        self.logit_scale_local1, self.logit_scale_local2, self.logit_scale_local3 = _log_inv_temp(), _log_inv_temp(), _log_inv_temp()
+        self.logit_scale_local1, self.logit_scale_local2, self.logit_scale_local3 = (
+            _log_inv_temp(), _log_inv_temp(), _log_inv_temp())
         if self.use_mrm_losses:
             self.decoder = build_decoder(cfg)
-            self.bert_embed = nn.Linear(cfg.vit_dim, cfg.text_dim)     # study CLS → text width (frozen, as official)
+            self.bert_embed = nn.Linear(cfg.vit_dim, cfg.text_dim)   # CLS → text width, frozen
             mae_init_(self.bert_embed)
         self.set_trainable()
-
     def select_views(self, images: torch.Tensor, view_mask=None):
         "Validate a study batch and keep its first `cfg.n_views` slots."
         images, view_mask = as_study(images, view_mask)
         n = self.cfg.n_views
-        if images.shape[1] < n: raise ValueError(f"images: the model uses {n} views but the batch has {images.shape[1]}")
+        if images.shape[1] < n:
+            raise ValueError(
+                f"images: the model uses {n} views but the batch has {images.shape[1]}")
         return images[:, :n], view_mask[:, :n]
 
 # %% ../nbs/09_alta.ipynb #18fc4ad0
@@ -66,8 +69,9 @@ def _alta_set_trainable(self: ALTA) -> list[str]:
         return mark_trainable(self, ALTA_TRAINABLE + extra)
     names = mark_trainable(self, None)
     for n, p in self.named_parameters():
-        unused = not self.use_mrm_losses and n.startswith('text.mlm.cls.')   # no MLM loss: its head gets no gradient
-        if any(f in n for f in FIXED_PARAMS) or (n == 'image.missing_token' and self.cfg.multiview == 'official') or unused:
+        unused = not self.use_mrm_losses and n.startswith('text.mlm.cls.')   # no MLM: no gradient
+        if (any(f in n for f in FIXED_PARAMS)
+                or (n == 'image.missing_token' and self.cfg.multiview == 'official') or unused):
             p.requires_grad_(False)
     return [n for n, p in self.named_parameters() if p.requires_grad]
 
@@ -78,7 +82,8 @@ ALTA.set_trainable, ALTA.trainable_parameters = _alta_set_trainable, _alta_train
 # %% ../nbs/09_alta.ipynb #218a4133
 def _alta_forward(self: ALTA, batch: dict) -> dict:
     "All losses on a batch (the kit's batch contract); `loss` is their equal-weight sum."
-    for k in ('images', 'input_ids', 'attention_mask') + (('hires',) if self.use_mrm_losses else ()):
+    for k in (('images', 'input_ids', 'attention_mask')
+              + (('hires',) if self.use_mrm_losses else ())):
         if k not in batch: raise ValueError(f"batch: missing key {k!r} (have {sorted(batch)})")
     cfg = self.cfg
     images, view_mask = self.select_views(batch['images'], batch.get('view_mask'))
@@ -86,21 +91,26 @@ def _alta_forward(self: ALTA, batch: dict) -> dict:
     img = F.normalize(self.image_projection_head(self.image_feature_norm(enc['pooled'])), dim=-1)
     ids, am = batch['input_ids'], batch['attention_mask']
     B = ids.shape[0]
-    if self.use_mrm_losses:   # one text pass: clean reports, then masked copies with the image added
-        masked, labels = mask_report_tokens(ids, am, cfg.mlm_prob, self.text.special['mask'], set(self.text.special.values()))
-        cond = torch.cat([torch.zeros(B, cfg.text_dim, device=ids.device), self.bert_embed(enc['pooled'])])
+    if self.use_mrm_losses:  # one text pass: clean reports, then masked copies with the image added
+        masked, labels = mask_report_tokens(ids, am, cfg.mlm_prob, self.text.special['mask'],
+                                            set(self.text.special.values()))
+        cond = torch.cat([torch.zeros(B, cfg.text_dim, device=ids.device),
+                          self.bert_embed(enc['pooled'])])
         h = self.text.hidden(torch.cat([ids, masked]), torch.cat([am, am]), cond)
     else: h = self.text.hidden(ids, am)
     h_clean = h[:B]
     txt = F.normalize(self.text.global_embed(h_clean), dim=-1)
     out = dict(global_loss=global_contrastive_loss(img, txt, self.logit_scale.exp()))
     patches = self.image_local_projection_head(enc['patches'].flatten(1, 2))
-    out['local_loss'] = local_alignment_loss(patches, self.text.local_embed(h_clean), am[:, 1:].bool(),
-                                             self.logit_scale_local1.exp(), self.logit_scale_local2.exp(), self.logit_scale_local3.exp())
+    out['local_loss'] = local_alignment_loss(patches, self.text.local_embed(h_clean),
+                                             am[:, 1:].bool(), self.logit_scale_local1.exp(),
+                                             self.logit_scale_local2.exp(),
+                                             self.logit_scale_local3.exp())
     if self.use_mrm_losses:
-        latent = torch.cat([enc['cls'][:, :1], enc['patches'][:, 0]], dim=1)   # current frontal: CLS + visible patches
+        latent = torch.cat([enc['cls'][:, :1], enc['patches'][:, 0]], dim=1)  # CLS + visible
         pred = self.decoder(latent, enc['ids_restore'][:, 0])
-        out['mae_loss'] = mae_loss(batch['hires'], pred, enc['mask'][:, 0], self.decoder.out_patch, cfg.norm_pix_loss)
+        out['mae_loss'] = mae_loss(batch['hires'], pred, enc['mask'][:, 0], self.decoder.out_patch,
+                                   cfg.norm_pix_loss)
         logits = self.text.mlm_logits(h[B:])
         mlm = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
         out['mlm_loss'] = torch.nan_to_num(mlm)          # no token masked in the whole batch → 0
@@ -111,13 +121,15 @@ def _alta_forward(self: ALTA, batch: dict) -> dict:
 ALTA.forward = _alta_forward
 
 # %% ../nbs/09_alta.ipynb #77013199
-def _alta_encode_image(self: ALTA, images: torch.Tensor, view_mask: torch.Tensor | None = None) -> torch.Tensor:
-    "L2-normalised (B, embed_dim) image embeddings: (B,3,S,S) single images, or (B,V,3,S,S) studies."
+def _alta_encode_image(self: ALTA, images: torch.Tensor,
+                       view_mask: torch.Tensor | None = None) -> torch.Tensor:
+    "L2-normalised (B, embed_dim) image embeddings: (B,3,S,S) single images or (B,V,3,S,S) studies."
     if images.ndim == 4: pooled = self.image.encode_single(images)
     else: pooled = self.image(*self.select_views(images, view_mask))['pooled']
     return F.normalize(self.image_projection_head(self.image_feature_norm(pooled)), dim=-1)
 
-def _alta_encode_text(self: ALTA, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+def _alta_encode_text(self: ALTA, input_ids: torch.Tensor,
+                      attention_mask: torch.Tensor) -> torch.Tensor:
     "L2-normalised (B, embed_dim) report embeddings."
     return self.text.encode_text(input_ids, attention_mask)
 
@@ -125,16 +137,18 @@ def _alta_similarity(self: ALTA, img: torch.Tensor, txt: torch.Tensor) -> torch.
     "Cosine similarities (B_img, B_txt) of normalised embeddings."
     return img @ txt.T
 
-ALTA.encode_image, ALTA.encode_text, ALTA.similarity = _alta_encode_image, _alta_encode_text, _alta_similarity
+ALTA.encode_image, ALTA.encode_text, ALTA.similarity = (_alta_encode_image, _alta_encode_text,
+                                                       _alta_similarity)
 
 # %% ../nbs/09_alta.ipynb #a4fd92ba
 def _alta_load_mrm_state(self: ALTA, path_or_state) -> dict:
-    "Load an MRM checkpoint (official `MRM.pth` or the kit's MRM model) into the ViT and MAE decoder."
+    "Load an MRM checkpoint (official `MRM.pth` or the kit's MRM model) into ViT and MAE decoder."
     return load_mrm_weights(self, path_or_state, vit_prefix='image.vit.', decoder_prefix='decoder.')
 
 def _alta_load_text_state(self: ALTA, path_or_state) -> dict:
-    """Load a BERT into the text tower: CXR-BERT names (`bert.*`, `cls.*`, `cls_projection_head.*`) or the kit's
-    MRM model (`mlm.*`), whose report model stands in for CXR-BERT when none is given. Adapters keep their init."""
+    """Load a BERT into the text tower: CXR-BERT names (`bert.*`, `cls.*`,
+    `cls_projection_head.*`) or the kit's MRM model (`mlm.*`), whose report model stands in for
+    CXR-BERT when none is given. Adapters keep their init."""
     sd = read_state_dict(path_or_state)
     ours = dict(self.named_parameters())
     mapped, ignored = {}, []
@@ -143,15 +157,18 @@ def _alta_load_text_state(self: ALTA, path_or_state) -> dict:
         if new is None or 'text.' + new not in ours: ignored.append(k); continue
         new = 'text.' + new
         if tuple(v.shape) != tuple(ours[new].shape):
-            raise ValueError(f"text checkpoint key {k!r} has shape {tuple(v.shape)} but the model's {new!r} is {tuple(ours[new].shape)}")
+            raise ValueError(f"text checkpoint key {k!r} has shape {tuple(v.shape)} but the "
+                             f"model's {new!r} is {tuple(ours[new].shape)}")
         mapped[new] = v
     want = {k for k in ours if k.startswith('text.mlm.bert.') and 'adapter' not in k}
     missing = sorted(want - set(mapped))
-    if missing: raise ValueError(f"text checkpoint lacks {len(missing)} BERT key(s), e.g. {missing[:3]}")
+    if missing:
+        raise ValueError(f"text checkpoint lacks {len(missing)} BERT key(s), e.g. {missing[:3]}")
     with torch.no_grad():
         for k, v in mapped.items(): ours[k].copy_(v.to(ours[k].dtype))
         if any(k.startswith('text.cls_projection_head.') for k in mapped):
-            self.text.local_projection_head.load_state_dict(self.text.cls_projection_head.state_dict())
+            self.text.local_projection_head.load_state_dict(
+                self.text.cls_projection_head.state_dict())
     return dict(loaded=sorted(mapped), ignored=ignored)
 
 ALTA.load_mrm_state, ALTA.load_text_state = _alta_load_mrm_state, _alta_load_text_state
@@ -159,14 +176,17 @@ ALTA.load_mrm_state, ALTA.load_text_state = _alta_load_mrm_state, _alta_load_tex
 # %% ../nbs/09_alta.ipynb #62c2edf7
 def build_model(cfg: Config, kind: str = 'alta', tokenizer=None, device=None) -> nn.Module:
     "Build `kind` ∈ ALTA_KINDS for `cfg` on `device` (None = cfg.device; 'meta' = shapes only)."
-    if kind not in ALTA_KINDS: raise ValueError(f"unknown model kind {kind!r}; choose one of {ALTA_KINDS}")
+    if kind not in ALTA_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; choose one of {ALTA_KINDS}")
     dev = get_device(cfg.device) if device is None else torch.device(device)
     with torch.device('meta') if dev.type == 'meta' else torch.device('cpu'):
         if kind == 'mrm':
             special = special_token_ids(tokenizer)
             model = MRM(cfg, len(tokenizer) if tokenizer is not None else None, special)
         else: model = ALTA(cfg, kind, tokenizer)
-    if cfg.train_text and kind == 'alta':   # no pretrained CXR-BERT: its stand-in is trained too (a setting, see 00_core)
+    # no pretrained CXR-BERT: its stand-in is trained too (a setting, see 00_core)
+    if cfg.train_text and kind == 'alta':
         for p in model.text.mlm.bert.parameters(): p.requires_grad_(True)
-    if cfg.mrm_checkpoint and kind != 'clip_scratch' and dev.type != 'meta': model.load_mrm_state(cfg.mrm_checkpoint)
+    if cfg.mrm_checkpoint and kind != 'clip_scratch' and dev.type != 'meta':
+        model.load_mrm_state(cfg.mrm_checkpoint)
     return model if dev.type == 'meta' else model.to(dev)

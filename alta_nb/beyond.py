@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from .core import Config, data_dir, get_device
 from .retrieval import VIEW_ORDER, similarity, _cached, _autocast
-from .evaluate import auroc, multiclass_zeroshot, ensemble_class_embeddings
+from .zeroshot import auroc, multiclass_zeroshot, ensemble_class_embeddings
 
 # %% auto #0
 __all__ = ['BENCH_SEED', 'LATERAL_FINDINGS', 'TEMPORAL_FINDINGS', 'CHANGE_CLASSES', 'FRONT_LAT', 'ALL_VIEWS', 'CONDITIONS',
@@ -20,64 +20,75 @@ __all__ = ['BENCH_SEED', 'LATERAL_FINDINGS', 'TEMPORAL_FINDINGS', 'CHANGE_CLASSE
            'beyond_metrics', 'study_features', 'linear_probe_acc', 'signal_trace', 'run_beyond']
 
 # %% ../nbs/20_beyond.ipynb #cb30c864
-BENCH_SEED = 20_000                  # the benchmark tree's generator seed: never a training or choosing seed
+BENCH_SEED = 20_000   # the benchmark tree's generator seed: never a training or choosing seed
 
 def bench_size(cfg: Config) -> tuple[int, int]:
     "(subjects, studies per subject) of `cfg`'s benchmark tree."
     return max(24, cfg.eval_per_class), max(2, cfg.studies_per_subject)
 
 def ensure_beyond_tree(cfg: Config) -> Path:
-    "The cached SynthCXR tree of the benchmarks (seed `BENCH_SEED`, a lateral wherever possible), with its `alta_train.csv`."
+    """The cached SynthCXR tree of the benchmarks (seed `BENCH_SEED`, a lateral wherever possible),
+    with its `alta_train.csv`."""
     from alta_nb.synthcxr import write_synthcxr, _build_atomically, GENERATOR_VERSION
     from alta_nb.synth_progression import plan_synthcxr
     from alta_nb.mimic import build_alta_table
     n, k = bench_size(cfg)
     def build(root):
-        write_synthcxr(root, plan_synthcxr(n, k, BENCH_SEED, cfg.synth_image_size, p_lateral=1.0, p_no_frontal=0.0))
+        write_synthcxr(root, plan_synthcxr(n, k, BENCH_SEED, cfg.synth_image_size,
+                                           p_lateral=1.0, p_no_frontal=0.0))
         build_alta_table(root, root/'alta_train.csv', verbose=False)
     key = f"beyond_n{n}x{k}_px{cfg.synth_image_size}_seed{BENCH_SEED}_v{GENERATOR_VERSION}"
     return _build_atomically(data_dir()/'synthcxr'/key, build)
 
 # %% ../nbs/20_beyond.ipynb #cbd40d6d
-LATERAL_FINDINGS = {'effusion': 'pleural effusion', 'consolidation': 'consolidation'}     # finding: the reports' words
-TEMPORAL_FINDINGS = {'consolidation': 'consolidation', 'edema': 'pulmonary edema', 'effusion': 'pleural effusion',
-                     'pneumothorax': 'pneumothorax'}
+# finding: the reports' words
+LATERAL_FINDINGS = {'effusion': 'pleural effusion', 'consolidation': 'consolidation'}
+TEMPORAL_FINDINGS = {'consolidation': 'consolidation', 'edema': 'pulmonary edema',
+                     'effusion': 'pleural effusion', 'pneumothorax': 'pneumothorax'}
 CHANGE_CLASSES = ['improving', 'stable', 'worsening']
 
 def _need(truth: pd.DataFrame, cols):
     missing = [c for c in cols if c not in truth.columns]
-    if missing: raise ValueError(f"truth table: missing column(s) {missing}; expected synthcxr_truth.csv's columns")
+    if missing: raise ValueError(f"truth table: missing column(s) {missing}; "
+                                 "expected synthcxr_truth.csv's columns")
 
 def lateral_labels(truth: pd.DataFrame) -> pd.DataFrame:
-    "(study_id, finding, label) of the lateral task: 1 = present and lateral-only, 0 = absent; studies with a lateral."
-    _need(truth, ['study_id', 'lateral', 'lateral_only_findings'] + [f'sev_{f}' for f in LATERAL_FINDINGS])
+    """(study_id, finding, label) of the lateral task: 1 = present and lateral-only, 0 = absent;
+    studies with a lateral."""
+    _need(truth, ['study_id', 'lateral', 'lateral_only_findings']
+          + [f'sev_{f}' for f in LATERAL_FINDINGS])
     t = truth[truth.lateral.astype(str) != '-1']
     only = t.lateral_only_findings.fillna('').astype(str).str.split(';')
     rows = []
     for f in LATERAL_FINDINGS:
         pos, neg = only.map(lambda l, f=f: f in l), t[f'sev_{f}'] == 0
-        rows.append(pd.DataFrame(dict(study_id=t.study_id[pos | neg], finding=f, label=pos[pos | neg].astype(int))))
+        rows.append(pd.DataFrame(dict(study_id=t.study_id[pos | neg], finding=f,
+                                      label=pos[pos | neg].astype(int))))
     return pd.concat(rows, ignore_index=True)
 
 # %% ../nbs/20_beyond.ipynb #643aaf38
 def temporal_labels(truth: pd.DataFrame) -> pd.DataFrame:
-    "(study_id, finding, label) of the change task: 0 improving, 1 stable, 2 worsening; studies with a prior, finding present now or before."
+    """(study_id, finding, label) of the change task: 0 improving, 1 stable, 2 worsening;
+    studies with a prior, the finding present now or before."""
     _need(truth, ['study_id', 'prior_study_id'] + [f'sev_{f}' for f in TEMPORAL_FINDINGS])
     by_id = truth.set_index('study_id')
     t = truth[truth.prior_study_id.astype(int) != -1]
     unknown = sorted(set(t.prior_study_id) - set(by_id.index))
-    if unknown: raise ValueError(f"truth table: prior_study_id {unknown[:3]} not among the study_ids")
+    if unknown:
+        raise ValueError(f"truth table: prior_study_id {unknown[:3]} not among the study_ids")
     rows = []
     for f in TEMPORAL_FINDINGS:
         now, before = t[f'sev_{f}'].to_numpy(), by_id.loc[t.prior_study_id, f'sev_{f}'].to_numpy()
         keep = (now > 0) | (before > 0)
-        rows.append(pd.DataFrame(dict(study_id=t.study_id[keep], finding=f, label=np.sign(now - before)[keep] + 1)))
+        rows.append(pd.DataFrame(dict(study_id=t.study_id[keep], finding=f,
+                                      label=np.sign(now - before)[keep] + 1)))
     return pd.concat(rows, ignore_index=True)
 
 # %% ../nbs/20_beyond.ipynb #6a327f36
 @dataclass
 class BeyondBench:
-    "The benchmark tree: its `root`, ALTA `table` (one row per study), and the `lateral`/`temporal` items (row, finding, label)."
+    """The benchmark tree: its `root`, ALTA `table` (one row per study), and the
+    `lateral`/`temporal` items (row, finding, label)."""
     root: Path
     table: pd.DataFrame
     lateral: pd.DataFrame
@@ -92,33 +103,40 @@ def beyond_bench(cfg: Config) -> BeyondBench:
     "The lateral and temporal benchmark of `cfg` (tree built once, see `ensure_beyond_tree`)."
     from alta_nb.data import read_alta_table
     root = ensure_beyond_tree(cfg)
-    table, truth = read_alta_table(root/'alta_train.csv'), pd.read_csv(root/'synthcxr_truth.csv', keep_default_na=False)
+    table, truth = (read_alta_table(root/'alta_train.csv'),
+                    pd.read_csv(root/'synthcxr_truth.csv', keep_default_na=False))
     row_of = {s: i for i, s in enumerate(table.study_id.astype(str))}
     tr = truth.assign(sid=truth.study_id.astype(str)).set_index('sid').loc[list(row_of)]
     has_prior = table.last_image_path.to_numpy() != '-1'
     if not (has_prior == (tr.prior_study_id.astype(int).to_numpy() != -1)).all():
         raise ValueError(f"{root}: the ALTA table's priors disagree with synthcxr_truth.csv")
     lat = _items(lateral_labels(truth), row_of)
-    lat = lat[table.auxview_image_path.to_numpy()[lat.row] != '-1'].reset_index(drop=True)   # a lateral in the table too
+    # a lateral in the table too
+    lat = lat[table.auxview_image_path.to_numpy()[lat.row] != '-1'].reset_index(drop=True)
     return BeyondBench(root, table, lat, _items(temporal_labels(truth), row_of), root.name)
 
 # %% ../nbs/20_beyond.ipynb #9ad2edc1
 def bench_batches(model, bench: BeyondBench, cfg: Config, views=VIEW_ORDER, batch_size: int = 32):
-    "(images, view_mask) batches of `bench.table` on `model`'s device, in table order, the slots not in `views` marked missing."
+    """(images, view_mask) batches of `bench.table` on `model`'s device, in table order, the slots
+    not in `views` marked missing."""
     from alta_nb.data import StudyDataset, collate_studies
     bad = [v for v in views if v not in VIEW_ORDER]
-    if bad or 'frontal' not in views: raise ValueError(f"views={list(views)}: expected 'frontal' and any of {VIEW_ORDER}")
+    if bad or 'frontal' not in views:
+        raise ValueError(f"views={list(views)}: expected 'frontal' and any of {VIEW_ORDER}")
     keep = torch.tensor([v in views for v in VIEW_ORDER])
     def batches():            # checked above, now; read lazily
         ds = StudyDataset(bench.table, bench.root, cfg, model.tokenizer, train=False)
         dev = next(model.parameters()).device; model.eval()
-        for b in torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_studies):
+        for b in torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False,
+                                             collate_fn=collate_studies):
             yield b['images'].to(dev), (b['view_mask'] & keep).to(dev)
     return batches()
 
 @torch.no_grad()
-def embed_bench(model, bench: BeyondBench, cfg: Config, views=VIEW_ORDER, batch_size: int = 32, cache: bool = True) -> torch.Tensor:
-    "L2-normalised study embeddings (N, D) of `bench.table`, only the slots named in `views` kept (the rest marked missing)."
+def embed_bench(model, bench: BeyondBench, cfg: Config, views=VIEW_ORDER, batch_size: int = 32,
+                cache: bool = True) -> torch.Tensor:
+    """L2-normalised study embeddings (N, D) of `bench.table`, only the slots named in `views` kept
+    (the rest marked missing)."""
     batches = bench_batches(model, bench, cfg, views, batch_size)
     def compute():
         out = []
@@ -126,46 +144,58 @@ def embed_bench(model, bench: BeyondBench, cfg: Config, views=VIEW_ORDER, batch_
             with _autocast(x.device): e = model.encode_image(x, m)
             out.append(torch.nn.functional.normalize(e.float(), dim=-1).cpu())
         return torch.cat(out)
-    return _cached(model, f"beyond-{bench.key}-{'+'.join(v for v in VIEW_ORDER if v in views)}-{cfg.image_size}", compute, cache)
+    return _cached(model, f"beyond-{bench.key}-{'+'.join(v for v in VIEW_ORDER if v in views)}"
+                          f"-{cfg.image_size}", compute, cache)
 
 # %% ../nbs/20_beyond.ipynb #8e185de3
 def balanced_accuracy(y, pred) -> float:
-    "Mean over the classes present in `y` of the fraction of their items predicted as that class (per-class recall; sklearn's)."
+    """Mean over the classes present in `y` of the fraction of their items predicted as that class
+    (per-class recall; sklearn's)."""
     y, pred = np.asarray(y), np.asarray(pred)
-    if len(y) != len(pred) or not len(y): raise ValueError(f"balanced_accuracy: {len(y)} labels and {len(pred)} predictions (need equal, > 0)")
+    if len(y) != len(pred) or not len(y):
+        raise ValueError(f"balanced_accuracy: {len(y)} labels and {len(pred)} predictions "
+                         "(need equal, > 0)")
     from sklearn.metrics import balanced_accuracy_score
     import warnings
-    with warnings.catch_warnings():      # a predicted class absent from `y` is fine here: it only costs recall
+    with warnings.catch_warnings():   # a predicted class absent from `y` only costs recall: fine
         warnings.simplefilter('ignore', UserWarning)
         return float(balanced_accuracy_score(y, pred))
 
 def lateral_prompts(findings=LATERAL_FINDINGS) -> dict:
-    return {f: {'absent': [f'There is no {x}'], 'present': [f'There is {x}']} for f, x in findings.items()}
+    return {f: {'absent': [f'There is no {x}'], 'present': [f'There is {x}']}
+            for f, x in findings.items()}
 
 def change_prompts(findings=TEMPORAL_FINDINGS) -> dict:
-    return {f: {'improving': [f'Improved {x}', f'Decreased {x}'], 'stable': [f'Stable {x}', f'Unchanged {x}'],
+    return {f: {'improving': [f'Improved {x}', f'Decreased {x}'],
+                'stable': [f'Stable {x}', f'Unchanged {x}'],
                 'worsening': [f'Increased {x}', f'Worse {x}']} for f, x in findings.items()}
 
 def _scores(model, cfg, emb, items: pd.DataFrame, prompts: dict) -> np.ndarray:
-    "(N, n_classes) softmax over each item's own finding's class prompts of the cosine similarities."
+    "(N, n_classes) softmax of the cosine similarities over each item's finding's class prompts."
     s = np.zeros((len(items), len(next(iter(prompts.values())))))
     for f, d in items.groupby('finding'):
-        cls = ensemble_class_embeddings(model, model.tokenizer, prompts[f], list(prompts[f]), cfg, clean=False)
+        cls = ensemble_class_embeddings(model, model.tokenizer, prompts[f], list(prompts[f]), cfg,
+                                        clean=False)
         s[d.index] = torch.softmax(similarity(emb[d.row.tolist()], cls), dim=-1).numpy()
     return s
 
 # %% ../nbs/20_beyond.ipynb #b9ddba24
-def beyond_metrics(model, bench: BeyondBench, cfg: Config, views=VIEW_ORDER, cache: bool = True) -> dict:
-    "`lateral_task_acc`/`_auroc` and `temporal_change_acc`/`_auroc` (pooled and `_<finding>`) of `model` seeing `views`."
+def beyond_metrics(model, bench: BeyondBench, cfg: Config, views=VIEW_ORDER,
+                   cache: bool = True) -> dict:
+    """`lateral_task_acc`/`_auroc` and `temporal_change_acc`/`_auroc` (pooled and `_<finding>`)
+    of `model` seeing `views`."""
     emb, out = embed_bench(model, bench, cfg, views, cache=cache), {}
-    for task, items, prompts in (('lateral_task', bench.lateral, lateral_prompts()), ('temporal_change', bench.temporal, change_prompts())):
-        if not len(items): raise ValueError(f"benchmark {bench.key}: no {task} items (make the tree larger: cfg.eval_per_class)")
+    for task, items, prompts in (('lateral_task', bench.lateral, lateral_prompts()),
+                                 ('temporal_change', bench.temporal, change_prompts())):
+        if not len(items): raise ValueError(f"benchmark {bench.key}: no {task} items "
+                                            "(make the tree larger: cfg.eval_per_class)")
         s = _scores(model, cfg, emb, items, prompts); y = items.label.to_numpy()
         out[f'{task}_acc'] = balanced_accuracy(y, s.argmax(1))
         per = {f: (y[d.index], s[d.index]) for f, d in items.groupby('finding')}
         if task == 'lateral_task':
             aucs = {f: auroc(yy, ss[:, 1]) for f, (yy, ss) in per.items()}
-            out[f'{task}_auroc'] = float(np.nanmean(list(aucs.values()))) if not np.isnan(list(aucs.values())).all() else float('nan')
+            out[f'{task}_auroc'] = (float(np.nanmean(list(aucs.values())))
+                                    if not np.isnan(list(aucs.values())).all() else float('nan'))
         else: out[f'{task}_auroc'] = multiclass_zeroshot(s, y)['auroc']
         for f, (yy, ss) in per.items():
             out[f'{task}_acc_{f}'] = balanced_accuracy(yy, ss.argmax(1))
@@ -175,16 +205,19 @@ def beyond_metrics(model, bench: BeyondBench, cfg: Config, views=VIEW_ORDER, cac
 # %% ../nbs/20_beyond.ipynb #a66ddbf5
 @torch.no_grad()
 def study_features(model, bench: BeyondBench, cfg: Config, views=VIEW_ORDER) -> dict:
-    "Before the head: `slots` (N, V·D), the seen slots' [CLS] side by side, and `pooled` (N, D), the fusion's study feature."
+    """Before the head: `slots` (N, V·D), the seen slots' [CLS] side by side, and `pooled` (N, D),
+    the fusion's study feature."""
     seen, cls, pooled = [v in views for v in VIEW_ORDER], [], []
     for x, m in bench_batches(model, bench, cfg, views):
         x, m = model.select_views(x, m)
         with _autocast(x.device): enc = model.image(x, m)
-        cls.append(enc['cls'][:, seen[:x.shape[1]]].float().flatten(1).cpu()); pooled.append(enc['pooled'].float().cpu())
+        cls.append(enc['cls'][:, seen[:x.shape[1]]].float().flatten(1).cpu())
+        pooled.append(enc['pooled'].float().cpu())
     return dict(slots=torch.cat(cls), pooled=torch.cat(pooled))
 
 def linear_probe_acc(X, items: pd.DataFrame, groups, folds: int = 5) -> float:
-    "Pooled balanced accuracy of out-of-fold logistic-regression predictions, one probe per finding, folds grouped by `groups`."
+    """Pooled balanced accuracy of out-of-fold logistic-regression predictions, one probe per
+    finding, folds grouped by `groups`."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupKFold
     from sklearn.pipeline import make_pipeline
@@ -193,24 +226,31 @@ def linear_probe_acc(X, items: pd.DataFrame, groups, folds: int = 5) -> float:
     for f, d in items.groupby('finding'):
         x, y, g = X[d.row.to_numpy()], d.label.to_numpy(), groups[d.row.to_numpy()]
         k = min(folds, len(set(g)))
-        if k < 2: raise ValueError(f"linear_probe_acc: finding {f!r} has {len(set(g))} subject(s); need 2 or more for held-out folds")
+        if k < 2: raise ValueError(f"linear_probe_acc: finding {f!r} has {len(set(g))} subject(s); "
+                                   "need 2 or more for held-out folds")
         for fit, held in GroupKFold(k).split(x, y, g):
-            if len(set(y[fit])) < 2: pred[d.index[held]] = y[fit][0]; continue   # one class seen: the probe can only say that
-            clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, class_weight='balanced', max_iter=2000))
+            # one class seen: the probe can only say that
+            if len(set(y[fit])) < 2: pred[d.index[held]] = y[fit][0]; continue
+            clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, class_weight='balanced',
+                                                                     max_iter=2000))
             pred[d.index[held]] = clf.fit(x[fit], y[fit]).predict(x[held])
     return balanced_accuracy(items.label, pred)
 
 # %% ../nbs/20_beyond.ipynb #4a31f675
 def signal_trace(model, bench: BeyondBench, cfg: Config, task: str, views=VIEW_ORDER) -> dict:
-    "`<task>_probe_slots/_pooled/_emb` (linear probes, out of fold) and `<task>_text_side` (reports scored by the prompts)."
+    """`<task>_probe_slots/_pooled/_emb` (linear probes, out of fold) and `<task>_text_side`
+    (reports scored by the prompts)."""
     from alta_nb.retrieval import embed_texts
-    items, prompts = {'lateral_task': (bench.lateral, lateral_prompts()), 'temporal_change': (bench.temporal, change_prompts())}[task]
+    items, prompts = {'lateral_task': (bench.lateral, lateral_prompts()),
+                      'temporal_change': (bench.temporal, change_prompts())}[task]
     groups = bench.table.subject_id.astype(str).to_numpy()
     feats = study_features(model, bench, cfg, views)
     out = {f'{task}_probe_{k}': linear_probe_acc(v, items, groups) for k, v in feats.items()}
-    out[f'{task}_probe_emb'] = linear_probe_acc(embed_bench(model, bench, cfg, views), items, groups)
+    out[f'{task}_probe_emb'] = linear_probe_acc(embed_bench(model, bench, cfg, views), items,
+                                                groups)
     reports = embed_texts(model, model.tokenizer, bench.table.report.astype(str).tolist(), cfg)
-    out[f'{task}_text_side'] = balanced_accuracy(items.label, _scores(model, cfg, reports, items, prompts).argmax(1))
+    out[f'{task}_text_side'] = balanced_accuracy(
+        items.label, _scores(model, cfg, reports, items, prompts).argmax(1))
     return out
 
 # %% ../nbs/20_beyond.ipynb #45b2056a
@@ -226,15 +266,20 @@ CONDITIONS = {   # condition: (task, variant of 18_ablations, views it sees)
 HEADLINE_PAIRS = {'lateral_task': ('alta_frontal_lateral', 'alta_frontal_lateral_lateral_masked'),
                   'temporal_change': ('alta_multiview', 'alta_multiview_prior_masked')}
 
-def run_beyond(cfg: Config, bench: BeyondBench, seeds, conditions=CONDITIONS, log=print, trace: bool = True) -> pd.DataFrame:
-    "Long frame (model = condition, seed, metric, value) of each condition's task metrics over `seeds` (`trace`: and `signal_trace`'s)."
+def run_beyond(cfg: Config, bench: BeyondBench, seeds, conditions=CONDITIONS, log=print,
+               trace: bool = True) -> pd.DataFrame:
+    """Long frame (model = condition, seed, metric, value) of each condition's task metrics over
+    `seeds` (`trace`: and `signal_trace`'s)."""
     from alta_nb.ablations import build_variant
     dev, rows = get_device(cfg.device), []
     for s in seeds:
         cs = cfg.replace(seed=s)
         for name, (task, variant, views) in conditions.items():
             model = build_variant(variant, cs).to(dev)
-            res = beyond_metrics(model, bench, cs, views) | (signal_trace(model, bench, cs, task, views) if trace else {})
-            rows += [dict(model=name, seed=s, metric=k, value=float(v)) for k, v in res.items() if k.startswith(task)]
-            if log: log(f'seed {s} {name}: {task}_acc={res[task + "_acc"]:.3f} auroc={res[task + "_auroc"]:.3f}')
+            res = beyond_metrics(model, bench, cs, views) | (
+                signal_trace(model, bench, cs, task, views) if trace else {})
+            rows += [dict(model=name, seed=s, metric=k, value=float(v))
+                     for k, v in res.items() if k.startswith(task)]
+            if log: log(f'seed {s} {name}: {task}_acc={res[task + "_acc"]:.3f} '
+                        f'auroc={res[task + "_auroc"]:.3f}')
     return pd.DataFrame(rows)

@@ -20,34 +20,39 @@ __all__ = ['PAPER_SCHEDULES', 'MRM_PAPER_TEXT', 'fake_batch', 'count_params', 'M
 from torch.utils.flop_counter import FlopCounterMode
 
 def fake_batch(cfg: Config, batch_size: int = 2, device='cpu', n_present: int = 4) -> dict:
-    "A batch with the shapes of `alta_nb.data.collate_studies` for `cfg` (random values; `n_present` views present)."
+    "A batch shaped like `alta_nb.data.collate_studies` for `cfg` (random; `n_present` views)."
     S, H, L = cfg.image_size, cfg.hires_size, cfg.max_text_len
     vm = torch.zeros(batch_size, 4, dtype=torch.bool); vm[:, :n_present] = True
     ids = torch.randint(5, cfg.vocab_size, (batch_size, L)); ids[:, 0] = 2
     b = dict(images=torch.randn(batch_size, 4, 3, S, S) * vm[:, :, None, None, None], view_mask=vm,
-             hires=torch.randn(batch_size, 3, H, H), input_ids=ids, attention_mask=torch.ones(batch_size, L, dtype=torch.long))
+             hires=torch.randn(batch_size, 3, H, H), input_ids=ids,
+             attention_mask=torch.ones(batch_size, L, dtype=torch.long))
     b = {k: v.to(device) for k, v in b.items()}
-    b.update(report=['no acute process'] * batch_size, study_id=[f's{i}' for i in range(batch_size)],
+    b.update(report=['no acute process'] * batch_size,
+             study_id=[f's{i}' for i in range(batch_size)],
              subject_id=[f'p{i}' for i in range(batch_size)])
     return b
 
 def count_params(model: nn.Module) -> dict:
     "Trainable and total parameter counts (shared tensors once)."
     ps = {id(p): p for p in model.parameters()}.values()
-    return dict(trainable=sum(p.numel() for p in ps if p.requires_grad), total=sum(p.numel() for p in ps))
+    return dict(trainable=sum(p.numel() for p in ps if p.requires_grad),
+                total=sum(p.numel() for p in ps))
 
 # %% ../nbs/12_compute.ipynb #84bc3a7d
 from torch.utils._python_dispatch import TorchDispatchMode
 
 class MetaScalars(TorchDispatchMode):
-    "Let `.item()` on a `meta` tensor return 1/True, so data-dependent checks (e.g. 'is this attention mask all ones?') do not stop a FLOP count."
+    """Let `.item()` on a `meta` tensor return 1/True, so data-dependent checks
+    (e.g. 'is this attention mask all ones?') do not stop a FLOP count."""
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func is torch.ops.aten._local_scalar_dense.default and args[0].device.type == 'meta':
-            return True if args[0].dtype == torch.bool else (1.0 if args[0].is_floating_point() else 1)
+            return True if args[0].dtype == torch.bool else (
+                1.0 if args[0].is_floating_point() else 1)
         return func(*args, **(kwargs or {}))
 
 def train_flops(model: nn.Module, batch: dict) -> int:
-    "FLOPs of one training step's forward + backward of `model(batch)` (FlopCounterMode; optimizer not counted)."
+    "FLOPs of a training step's forward + backward of `model(batch)` (optimizer not counted)."
     model.train()
     with FlopCounterMode(display=False) as fc, MetaScalars():
         out = model(batch)
@@ -56,8 +61,10 @@ def train_flops(model: nn.Module, batch: dict) -> int:
     return int(fc.get_total_flops())
 
 # %% ../nbs/12_compute.ipynb #e291672a
-def step_flops(cfg: Config, kind: str, batch_size: int = 2, device: str = 'meta', cache: bool = True) -> dict:
-    "Training FLOPs per sample and parameter counts of model `kind` at `cfg`'s size (FlopCounterMode, `device` 'meta' = no memory)."
+def step_flops(cfg: Config, kind: str, batch_size: int = 2, device: str = 'meta',
+               cache: bool = True) -> dict:
+    """Training FLOPs per sample and parameter counts of model `kind` at `cfg`'s size
+    (FlopCounterMode; `device` 'meta' = no memory)."""
     code = code_version('compute')      # this module and every kit module it imports (lesson 00)
     key = hashlib.sha256(json.dumps([cfg.to_dict(), kind, batch_size, str(device), code],
                                     sort_keys=True).encode()).hexdigest()[:16]
@@ -71,23 +78,31 @@ def step_flops(cfg: Config, kind: str, batch_size: int = 2, device: str = 'meta'
 def _count_step_flops(cfg, kind, batch_size, device):
     from alta_nb.alta import build_model
     if str(device) == 'meta':
-        with torch.device('meta'): model = build_model(cfg, kind=kind, device='meta').to('meta')   # any stray CPU buffer too
+        with torch.device('meta'):   # `.to('meta')`: any stray CPU buffer too
+            model = build_model(cfg, kind=kind, device='meta').to('meta')
     else: model = build_model(cfg, kind=kind, device=device)
     flops = train_flops(model, fake_batch(cfg, batch_size, device))
     return dict(kind=kind, flops_per_sample=flops / batch_size, **count_params(model))
 
 # %% ../nbs/12_compute.ipynb #dbc4ad56
 PAPER_SCHEDULES = {
-    'mrm': dict(epochs=200, samples=377_110, unit='image', source='RL4M/MRM-pytorch run.sh --epochs 200; training.csv = one row per MIMIC-CXR-JPG image'),
-    'alta': dict(epochs=30, samples=227_835, unit='study', source='DopamineLcy/ALTA run.sh --max_epochs 30; train.csv = one row per study (4 views)'),
+    'mrm': dict(epochs=200, samples=377_110, unit='image',
+                source='RL4M/MRM-pytorch run.sh --epochs 200; '
+                       'training.csv = one row per MIMIC-CXR-JPG image'),
+    'alta': dict(epochs=30, samples=227_835, unit='study',
+                 source='DopamineLcy/ALTA run.sh --max_epochs 30; '
+                        'train.csv = one row per study (4 views)'),
 }
 
-# MRM's own report decoder is a small BERT (`bert/bert_encoder.py::BertConfig` defaults: 384 wide, 6 layers,
-# 6 heads, 1536 MLP, 30000 WordPieces) over reports cut at 100 tokens (`MultimodalBertDataset`), not BERT-base.
-MRM_PAPER_TEXT = dict(text_dim=384, text_layers=6, text_heads=6, text_intermediate=1536, vocab_size=30000, max_text_len=100)
+# MRM's own report decoder is a small BERT (`bert/bert_encoder.py::BertConfig` defaults: 384 wide,
+# 6 layers, 6 heads, 1536 MLP, 30000 WordPieces) over reports cut at 100 tokens
+# (`MultimodalBertDataset`), not BERT-base.
+MRM_PAPER_TEXT = dict(text_dim=384, text_layers=6, text_heads=6, text_intermediate=1536,
+                      vocab_size=30000, max_text_len=100)
 
 def schedule_compute(flops_per_sample: float, kind: str) -> float:
-    "Total training FLOPs of the paper's schedule for `kind` ('mrm' or 'alta'): FLOPs/sample x samples x epochs."
+    """Total training FLOPs of the paper's schedule for `kind` ('mrm' or 'alta'):
+    FLOPs/sample x samples x epochs."""
     s = PAPER_SCHEDULES[kind]
     return flops_per_sample * s['samples'] * s['epochs']
 
@@ -102,15 +117,31 @@ def _saved_bytes(fn) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t): fn()
     return sum(seen.values())
 
+# %% ../nbs/12_compute.ipynb #b06168a1
+def _nbytes(ts) -> int:
+    "Bytes held by the tensors `ts`."
+    return sum(t.numel() * t.element_size() for t in ts)
+
+def _step_mem(b) -> dict:
+    "Peak memory of a `StepBench`'s step: measured on CUDA, estimated on CPU (state + activations)."
+    if b.device.type == 'cuda': return dict(peak_mem_mb=b.cuda_peak() / 2**20, mem='measured')
+    tr = [p for p in b.model.parameters() if p.requires_grad]
+    state = _nbytes(b.model.parameters()) + 3 * _nbytes(tr)
+    act = _saved_bytes(b.fwd_bwd); b.opt.zero_grad(set_to_none=True)
+    return dict(peak_mem_mb=(state + act) / 2**20, activation_mb=act / 2**20, mem='estimated')
+
 # %% ../nbs/12_compute.ipynb #f6c027fe
 class StepBench:
-    "One model's optimizer step on a fixed batch, ready to be timed step by step (`step()` returns seconds)."
-    def __init__(self, model: nn.Module, batch: dict, device='cpu', amp_dtype=None, compile: bool = False):
+    "One model's optimizer step on a fixed batch, to time step by step (`step()` returns seconds)."
+    def __init__(self, model: nn.Module, batch: dict, device='cpu', amp_dtype=None,
+                 compile: bool = False):
         self.device = torch.device(device)
         self.model = model.to(self.device).train(); self.batch = to_device(batch, self.device)
-        self.opt = torch.optim.AdamW(param_groups(model, 0.05), lr=1e-5, fused=self.device.type == 'cuda')
+        self.opt = torch.optim.AdamW(param_groups(model, 0.05), lr=1e-5,
+                                     fused=self.device.type == 'cuda')
         self.net = torch.compile(model) if compile else model
-        self.ctx = (lambda: torch.autocast(self.device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
+        self.ctx = ((lambda: torch.autocast(self.device.type, dtype=amp_dtype)) if amp_dtype
+                    else contextlib.nullcontext)
         self.sync = torch.cuda.synchronize if self.device.type == 'cuda' else (lambda: None)
     def fwd_bwd(self):
         with self.ctx(): out = self.net(self.batch)
@@ -120,44 +151,45 @@ class StepBench:
         self.fwd_bwd(); self.opt.step(); self.opt.zero_grad(set_to_none=True)
         self.sync(); return time.perf_counter() - t0
     def cuda_peak(self) -> int:
-        "Peak bytes of one step of this model alone, even with other models resident: peak minus what is not ours."
+        "Peak bytes of this model's step alone, other models resident or not: peak minus not ours."
         torch.cuda.synchronize(); torch.cuda.empty_cache()
-        ours = sum(p.numel() * p.element_size() for p in self.model.parameters()) + sum(
-            t.numel() * t.element_size() for st in self.opt.state.values() for t in st.values() if torch.is_tensor(t))
+        ours = _nbytes(self.model.parameters()) + _nbytes(
+            t for st in self.opt.state.values() for t in st.values() if torch.is_tensor(t))
         others = torch.cuda.memory_allocated(self.device) - ours
         torch.cuda.reset_peak_memory_stats(self.device); self.step()
         return torch.cuda.max_memory_allocated(self.device) - others
     def summary(self, times: list[float], peak_tflops: float = 0.0) -> dict:
-        "Median step time (robust to a busy machine), images/s, memory, parameter counts (+ FLOPs and MFU)."
-        dt = float(np.median(times)); n_img = _n_images(self.batch, self.model); B = len(self.batch['input_ids'])
-        res = dict(step_time_s=dt, images_per_s=n_img / dt, samples_per_s=B / dt, **count_params(self.model))
-        if self.device.type == 'cuda': res.update(peak_mem_mb=self.cuda_peak() / 2**20, mem='measured')
-        else:
-            tr = [p for p in self.model.parameters() if p.requires_grad]
-            state = sum(p.numel() * p.element_size() for p in self.model.parameters()) + 3 * sum(p.numel() * p.element_size() for p in tr)
-            act = _saved_bytes(self.fwd_bwd); self.opt.zero_grad(set_to_none=True)
-            res.update(peak_mem_mb=(state + act) / 2**20, activation_mb=act / 2**20, mem='estimated')
+        "Median step time (robust to a busy machine), images/s, memory, parameters (+ FLOPs, MFU)."
+        dt = float(np.median(times)); n_img = _n_images(self.batch, self.model)
+        B = len(self.batch['input_ids'])
+        res = dict(step_time_s=dt, images_per_s=n_img / dt, samples_per_s=B / dt,
+                   **count_params(self.model))
+        res.update(_step_mem(self))
         if peak_tflops:
             with self.ctx(): flops = train_flops(self.net, self.batch)
             res.update(flops_per_step=flops, mfu=flops / dt / (peak_tflops * 1e12))
         return res
 
 # %% ../nbs/12_compute.ipynb #6a6eba20
-def bench_step(model: nn.Module, batch: dict, steps: int = 3, warmup: int = 1, device='cpu', amp_dtype=None,
-               compile: bool = False, peak_tflops: float = 0.0) -> dict:
-    "Median time of a full optimizer step on `batch`, images/s, peak memory (CUDA) or its estimate (CPU), and MFU if `peak_tflops`."
+def bench_step(model: nn.Module, batch: dict, steps: int = 3, warmup: int = 1, device='cpu',
+               amp_dtype=None, compile: bool = False, peak_tflops: float = 0.0) -> dict:
+    """Median time of a full optimizer step on `batch`, images/s, peak memory (CUDA) or its
+    estimate (CPU), and MFU if `peak_tflops`."""
     b = StepBench(model, batch, device, amp_dtype, compile)
     for _ in range(warmup): b.step()
     return b.summary([b.step() for _ in range(steps)], peak_tflops)
 
 # %% ../nbs/12_compute.ipynb #ff2a71ef
-def run_benchmark(cfg: Config, kinds=('alta', 'alta_full', 'mrm'), batch_size: int = 4, device='cpu', steps: int = 5,
-                  warmup: int = 1, peak_tflops: float = 0.0, compile: bool = False, bf16: bool | None = None,
+def run_benchmark(cfg: Config, kinds=('alta', 'alta_full', 'mrm'), batch_size: int = 4,
+                  device='cpu', steps: int = 5, warmup: int = 1, peak_tflops: float = 0.0,
+                  compile: bool = False, bf16: bool | None = None,
                   threads: int = 0) -> 'pd.DataFrame':
-    "One row per (kind, precision): median step time, images/s, memory, parameters (+ MFU on CUDA). Same batch for every kind."
-    if threads:          # tiny models on a shared CPU: one thread avoids spinning workers dominating the timing
+    """One row per (kind, precision): median step time, images/s, memory, parameters (+ MFU on
+    CUDA). Same batch for every kind."""
+    if threads:   # tiny models on a shared CPU: one thread, so spinning workers don't dominate
         n = torch.get_num_threads(); torch.set_num_threads(threads)
-        try: return run_benchmark(cfg, kinds, batch_size, device, steps, warmup, peak_tflops, compile, bf16, 0)
+        try: return run_benchmark(cfg, kinds, batch_size, device, steps, warmup, peak_tflops,
+                                  compile, bf16, 0)
         finally: torch.set_num_threads(n)
     import pandas as pd
     from alta_nb.alta import build_model
@@ -170,25 +202,29 @@ def run_benchmark(cfg: Config, kinds=('alta', 'alta_full', 'mrm'), batch_size: i
         benches = {}
         for kind in kinds:
             seed_everything(cfg.seed)
-            benches[kind] = StepBench(build_model(cfg, kind=kind, device='cpu'), batch, device, dtype, compile)
+            benches[kind] = StepBench(build_model(cfg, kind=kind, device='cpu'), batch, device,
+                                      dtype, compile)
         for b in benches.values():
             for _ in range(warmup): b.step()
         times = {k: [] for k in kinds}
-        for _ in range(steps):                 # interleaved, so a busy moment of the machine hits every kind alike
+        for _ in range(steps):   # interleaved: a busy moment of the machine hits every kind alike
             for k, b in benches.items(): times[k].append(b.step())
         for k, b in benches.items():
-            rows.append(dict(kind=k, precision='bf16' if dtype else 'fp32', batch_size=batch_size, **b.summary(times[k], peak_tflops if device.type == 'cuda' else 0.0)))
+            rows.append(dict(kind=k, precision='bf16' if dtype else 'fp32', batch_size=batch_size,
+                             **b.summary(times[k], peak_tflops if device.type == 'cuda' else 0.0)))
         del benches
         if device.type == 'cuda': torch.cuda.empty_cache()
     return pd.DataFrame(rows)
 
 # %% ../nbs/12_compute.ipynb #65cf860c
 def benchmark_ratios(df) -> dict:
-    "Headline ratios of a `run_benchmark` table (fp32 rows): ALTA step time and memory over full fine-tune and over MRM."
+    """Headline ratios of a `run_benchmark` table (fp32 rows): ALTA step time and memory over
+    full fine-tune and over MRM."""
     t = df[df.precision == 'fp32'].set_index('kind')
     out = {}
     if {'alta', 'alta_full'} <= set(t.index):
-        out['step_time_ratio_adapter_over_full'] = t.step_time_s['alta'] / t.step_time_s['alta_full']
+        out['step_time_ratio_adapter_over_full'] = (t.step_time_s['alta']
+                                                    / t.step_time_s['alta_full'])
         out['peak_mem_ratio_adapter_over_full'] = t.peak_mem_mb['alta'] / t.peak_mem_mb['alta_full']
     if {'alta', 'mrm'} <= set(t.index):
         out['step_time_ratio_alta_over_mrm'] = t.step_time_s['alta'] / t.step_time_s['mrm']
@@ -196,7 +232,8 @@ def benchmark_ratios(df) -> dict:
 
 # %% ../nbs/12_compute.ipynb #2c323a10
 def equal_compute_epochs(cfg: Config) -> tuple[int, dict]:
-    "Epochs for `clip_scratch` that match ALTA's total training FLOPs (MRM + alignment) at `cfg`'s size."
-    f = {k: step_flops(cfg, k, batch_size=2, device='meta')['flops_per_sample'] for k in ('mrm', 'alta', 'clip_scratch')}
+    "Epochs for `clip_scratch` matching ALTA's training FLOPs (MRM + alignment) at `cfg`'s size."
+    f = {k: step_flops(cfg, k, batch_size=2, device='meta')['flops_per_sample']
+         for k in ('mrm', 'alta', 'clip_scratch')}
     budget = f['mrm'] * cfg.mrm_epochs + f['alta'] * cfg.epochs
     return max(1, int(round(budget / f['clip_scratch']))), f

@@ -19,15 +19,13 @@ __all__ = ['PROFILES', 'Config', 'get_config', 'parse_overrides', 'seed_everythi
 # %% ../nbs/00_core.ipynb #70d8b26d
 @dataclass
 class _DataConfig:
-    "The run and data fields of `Config`."
+    "The run fields, then (from `data_root` on) the data fields of `Config`."
     profile: str = 'smoke'
     seed: int = 0
-    pretrain_seed: int = -1         # seed of the pretraining stages (their SynthCXR draw, tokenizer, MRM, text stand-in): -1 = `seed`;
-                                    # ≥ 0 = one pretraining that every seed aligns from, as the paper aligns from one MRM.pth
+    pretrain_seed: int = -1         # seed of the pretraining stages; -1 = `seed`
     device: str = 'auto'            # 'auto' = cuda → mps → cpu
-    threads: int = 0                # torch CPU threads; 0 = torch's default. Smoke pins 1: the same sums on any machine
-    # --- data
-    data_root: str = ''             # a MIMIC-CXR(-JPG)-shaped root; '' = SynthCXR under `data_dir()`
+    threads: int = 0                # torch CPU threads; 0 = torch's default (smoke: 1)
+    data_root: str = ''             # a MIMIC-CXR(-JPG)-shaped root; '' = SynthCXR
     n_subjects: int = 16            # SynthCXR size
     studies_per_subject: int = 3
     synth_image_size: int = 96      # pixels of the generated JPGs on disk
@@ -38,8 +36,7 @@ class _DataConfig:
 # %% ../nbs/00_core.ipynb #f5655425
 @dataclass
 class _ModelConfig(_DataConfig):
-    "The vision and text tower fields of `Config`."
-    # --- vision tower (ViT) and MAE decoder
+    "The vision (ViT, MAE decoder), then (from `text_dim`) the text tower fields of `Config`."
     patch_size: int = 16
     vit_dim: int = 32
     vit_depth: int = 2
@@ -50,14 +47,13 @@ class _ModelConfig(_DataConfig):
     decoder_heads: int = 2
     mask_ratio: float = 0.75
     norm_pix_loss: bool = True
-    frontal_clip: bool = True       # clip the 448² → 224² bicubic frontal to the pixel range (official: no clip, its overshoot kept)
-    pos_embed_rule: str = 'mae'     # sin-cos frequencies: 'mae' (MAE's) or 'official' (ALTA/MRM-pytorch `util/pos_embed.py`)
+    frontal_clip: bool = True       # clip the 448² → 224² bicubic frontal (official: no clip)
+    pos_embed_rule: str = 'mae'     # sin-cos frequencies: 'mae' or 'official' (`util/pos_embed.py`)
     adapter_ratio: float = 0.25     # adapter bottleneck = dim × ratio (AIM: D → D/4 → D)
     adapter_init: str = 'default'   # 'default' (official) or 'zero'
-    head_init: str = 'default'      # 'default' (official), 'centered' (the image head's bias centres the tower's features) or 'batchnorm' (11_scaling)
-    multiview: str = 'official'     # 'official' mean over 4 CLS, or 'masked' mean over present views
+    head_init: str = 'default'      # 'default' (official), 'centered', 'batchnorm' (11b_stability)
+    multiview: str = 'official'     # 'official' mean of 4 CLS, 'masked': of present views
     n_views: int = 4                # frontal, lateral, prior frontal, prior lateral
-    # --- text tower (BERT with CXR-BERT's layout)
     text_dim: int = 32
     text_layers: int = 2
     text_heads: int = 2
@@ -66,19 +62,17 @@ class _ModelConfig(_DataConfig):
     max_text_len: int = 64          # paper: 128 (`pretrain_datasets.py`)
     mlm_prob: float = 0.5           # masking ratio for image-conditioned MLM
     embed_dim: int = 32             # joint projection (paper: 128)
-    train_text: bool = False        # also train the text BERT (a frozen *random* one could not align; 13 pretrains a stand-in)
-    text_rsm_steps: int = 0         # no CXR-BERT: steps of findings↔impression matching (CXR-BERT's RSM) for the stand-in
-    text_negation_weight: float = 1.0   # weight of the stand-in's negation term (13_stages `negation_loss`)
+    train_text: bool = False        # also train the text BERT (13 pretrains a stand-in)
+    text_rsm_steps: int = 0         # the stand-in's findings↔impression (RSM) steps
+    text_negation_weight: float = 1.0   # the stand-in's `negation_loss` weight (13)
 
 # %% ../nbs/00_core.ipynb #0a465249
 @dataclass
 class _TrainConfig(_ModelConfig):
-    "The weights and training fields of `Config`."
-    # --- weights a user may have on disk (never downloaded)
+    "The weights (a user's, on disk, never downloaded), then the training fields of `Config`."
     mrm_checkpoint: str = ''        # path to the official MRM.pth
     cxrbert_path: str = ''          # local HF directory of BiomedVLP-CXR-BERT-specialized
-    allow_random_text: bool = False # let `python -m alta_nb.train --kind alta` align against a frozen random text tower
-    # --- training
+    allow_random_text: bool = False # let `--kind alta` align to a frozen random text tower
     batch_size: int = 8             # global batch
     accum_steps: int = 1
     epochs: int = 2
@@ -90,24 +84,23 @@ class _TrainConfig(_ModelConfig):
     warmup_epochs: float = 0.5
     schedule_epochs: int = 0        # cosine length; 0 = `epochs` (official: 100, stopped at 30)
     grad_clip: float = 1.0
-    decay_rule: str = 'kit'         # 'kit': no decay on biases/norms/embeddings/tokens; 'official': every trainable tensor of ≥ 2 dims
-    schedule_rule: str = 'kit'      # 'kit': warm-up from lr/warmup; 'official': from lr 0 at step 0 (`util/lr_sched.py`)
-    amp_dtype: str = 'bf16'         # CUDA autocast: 'bf16' (no scaler) or 'fp16' + GradScaler (the official `torch.cuda.amp`)
+    decay_rule: str = 'kit'         # 'kit': no decay on biases/norms/tokens; 'official'
+    schedule_rule: str = 'kit'      # 'kit': warm-up from lr/warmup; 'official': from 0
+    amp_dtype: str = 'bf16'         # CUDA autocast: 'bf16' or 'fp16' + GradScaler (official)
     compile: bool = False
     ckpt_every: int = 0             # steps; 0 = end of every epoch
     keep_ckpts: int = 2
     eval_every: int = 0
-    epoch_weights: bool = False     # keep each epoch's trainable tensors (`run/epochs/`): compute curves (18)
+    epoch_weights: bool = False     # keep each epoch's weights (`run/epochs/`, 18)
 
 # %% ../nbs/00_core.ipynb #2e1068e2
 @dataclass
 class Config(_TrainConfig):
-    "Every knob of the kit; build one with `get_config(profile, **overrides)`."
-    # --- evaluation
+    "Every knob (evaluation ones here); build one with `get_config(profile, **overrides)`."
     eval_per_class: int = 8         # images per class in the 5x200 / 8x200 style sets (paper: 200)
     bootstrap: int = 200
     n_seeds: int = 1
-    ablation_skip: str = ''         # comma-separated 18_ablations variants this profile leaves out (its CPU budget)
+    ablation_skip: str = ''         # comma-separated 18_ablations variants to leave out
 
     def replace(self, **overrides) -> 'Config':
         "A copy with `overrides` applied (names and types checked)."
@@ -120,25 +113,30 @@ class Config(_TrainConfig):
         return self.replace(epochs=self.mrm_epochs, lr=self.mrm_lr or self.lr)
 
     def pretraining(self) -> 'Config':
-        "The config of the pretraining stages: this one, or its copy at `pretrain_seed` (one pretraining shared by every seed)."
+        "The config of the pretraining stages: this one, or its copy at `pretrain_seed`."
         return self if self.pretrain_seed < 0 else self.replace(seed=self.pretrain_seed)
 
 # %% ../nbs/00_core.ipynb #a0975dfd
 PROFILES: dict[str, dict[str, Any]] = {
-    'smoke': dict(threads=1, train_text=True, text_rsm_steps=20, head_init='centered', epoch_weights=True),
-    'teach': dict(n_subjects=160, studies_per_subject=4, synth_image_size=96, image_size=64, hires_size=128,
-                  patch_size=8, vit_dim=128, vit_depth=4, vit_heads=4, decoder_dim=64, decoder_depth=2,
-                  decoder_heads=4, text_dim=128, text_layers=2, text_heads=4, text_intermediate=256,
-                  vocab_size=2000, embed_dim=64, train_text=False, text_rsm_steps=600, text_negation_weight=3.0, head_init='default',
-                  batch_size=16, epochs=10, mrm_epochs=60, mrm_lr=2e-3, pretrain_seed=10, lr=1e-3, ablation_skip='alta_multiview_masked',
-                  warmup_epochs=1.0, eval_per_class=100, bootstrap=200, n_seeds=3, epoch_weights=True),
+    'smoke': dict(threads=1, train_text=True, text_rsm_steps=20, head_init='centered',
+                  epoch_weights=True),
+    'teach': dict(n_subjects=160, studies_per_subject=4, synth_image_size=96, image_size=64,
+                  hires_size=128, patch_size=8, vit_dim=128, vit_depth=4, vit_heads=4,
+                  decoder_dim=64, decoder_depth=2, decoder_heads=4, text_dim=128, text_layers=2,
+                  text_heads=4, text_intermediate=256, vocab_size=2000, embed_dim=64,
+                  train_text=False, text_rsm_steps=600, text_negation_weight=3.0,
+                  head_init='default', batch_size=16, epochs=10, mrm_epochs=60, mrm_lr=2e-3,
+                  pretrain_seed=10, lr=1e-3, ablation_skip='alta_multiview_masked',
+                  warmup_epochs=1.0, eval_per_class=100, bootstrap=200, n_seeds=3,
+                  epoch_weights=True),
     'paper': dict(synth_image_size=256, image_size=224, hires_size=448, patch_size=16, vit_dim=768,
                   vit_depth=12, vit_heads=12, decoder_dim=768, decoder_depth=4, decoder_heads=6,
-                  text_dim=768, text_layers=12, text_heads=12, text_intermediate=3072, vocab_size=30522,
-                  max_text_len=128, embed_dim=128, batch_size=96, epochs=30, mrm_epochs=200,
-                  lr=1.5e-4 * 96 / 256, weight_decay=0.05, warmup_epochs=10, schedule_epochs=100,
-                  grad_clip=0.0, num_workers=10, decay_rule='official', schedule_rule='official', amp_dtype='fp16',
-                  pos_embed_rule='official', frontal_clip=False, eval_per_class=200, bootstrap=1000, n_seeds=1),
+                  text_dim=768, text_layers=12, text_heads=12, text_intermediate=3072,
+                  vocab_size=30522, max_text_len=128, embed_dim=128, batch_size=96, epochs=30,
+                  mrm_epochs=200, lr=1.5e-4 * 96 / 256, weight_decay=0.05, warmup_epochs=10,
+                  schedule_epochs=100, grad_clip=0.0, num_workers=10, decay_rule='official',
+                  schedule_rule='official', amp_dtype='fp16', pos_embed_rule='official',
+                  frontal_clip=False, eval_per_class=200, bootstrap=1000, n_seeds=1),
 }
 
 # %% ../nbs/00_core.ipynb #da7be1e5
@@ -154,7 +152,8 @@ def _coerce(name: str, value, typ: str):
     if isinstance(value, bool) and typ != 'bool':
         raise ValueError(f"config field {name!r}: expected {typ}, got bool {value!r}")
     try: out = conv(value)
-    except (TypeError, ValueError): raise ValueError(f"config field {name!r}: expected {typ}, got {value!r}") from None
+    except (TypeError, ValueError):
+        raise ValueError(f"config field {name!r}: expected {typ}, got {value!r}") from None
     if typ == 'int' and isinstance(value, float) and value != out:
         raise ValueError(f"config field {name!r}: expected int, got {value!r}")
     return out
@@ -162,7 +161,8 @@ def _coerce(name: str, value, typ: str):
 def _apply(cfg: Config, overrides: dict) -> Config:
     known = {f.name: f.type if isinstance(f.type, str) else f.type.__name__ for f in fields(Config)}
     unknown = [k for k in overrides if k not in known]
-    if unknown: raise ValueError(f"unknown config field(s) {unknown}; known fields: {', '.join(known)}")
+    if unknown:
+        raise ValueError(f"unknown config field(s) {unknown}; known fields: {', '.join(known)}")
     return dataclasses.replace(cfg, **{k: _coerce(k, v, known[k]) for k, v in overrides.items()})
 
 # %% ../nbs/00_core.ipynb #8261b48c
@@ -189,14 +189,13 @@ def seed_everything(seed: int = 0, deterministic: bool = True) -> torch.Generato
     os.environ.setdefault('PYTHONHASHSEED', str(seed))
     if deterministic and not torch.cuda.is_available():
         torch.use_deterministic_algorithms(True, warn_only=True)
-        # deterministic mode also NaN-fills every new tensor (a bug detector): 12 % of a CPU teach step by torch.profiler; results unchanged
         torch.utils.deterministic.fill_uninitialized_memory = False
     return torch.Generator().manual_seed(seed)
 
 # %% ../nbs/00_core.ipynb #74978d0a
 @contextlib.contextmanager
 def seeded(seed: int):
-    "Run the block from `seed_everything(seed)`; afterwards the caller's Python, NumPy and torch streams continue untouched."
+    "Run the block from `seed_everything(seed)`; then the caller's random streams go on untouched."
     states = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
         try:
@@ -209,15 +208,18 @@ def get_device(pref: str = 'auto') -> torch.device:
     "The device to run on: `auto` = cuda → mps → cpu, else exactly `pref`."
     if pref in (None, '', 'auto'):
         if torch.cuda.is_available(): return torch.device('cuda')
-        if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
+        if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available():
+            return torch.device('mps')
         return torch.device('cpu')
     try: return torch.device(pref)
-    except RuntimeError: raise ValueError(f"unknown device {pref!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    except RuntimeError:
+        raise ValueError(f"unknown device {pref!r}; use auto, cpu, cuda, cuda:N or mps") from None
 
 # %% ../nbs/00_core.ipynb #86a7c164
 def repo_root() -> Path:
-    "The kit's checkout: the nearest parent holding `pyproject.toml` and `nbs/`, else the working directory."
-    for start in (Path(__file__).resolve().parent if '__file__' in globals() else Path.cwd(), Path.cwd()):
+    "The kit's checkout: the nearest parent holding `pyproject.toml` and `nbs/`, else the cwd."
+    for start in (Path(__file__).resolve().parent if '__file__' in globals() else Path.cwd(),
+                  Path.cwd()):
         for p in (start, *start.parents):
             if (p/'pyproject.toml').exists() and (p/'nbs').is_dir(): return p
     return Path.cwd()

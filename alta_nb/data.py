@@ -13,11 +13,14 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset, DataLoader
 from .core import Config, get_config, data_dir, atomic_write, save_metrics
-from .synthcxr import ensure_synthcxr, ensure_chexpert_like, ensure_rsna_like, CHEXPERT_LABELS
-from .mimic import table_sources
-from .mimic import build_alta_table, build_alta_table_from_csv, source_fingerprint, ALTA_COLUMNS, file_sha256
-from .readers import read_chexpert_csv, read_rsna, read_nih, read_openi_reports, openi_studies
-from .images import ImageCache, to_tensor_u8, normalize, normalize_np, apply_aug, sample_aug, image_transform, read_image, frontal_small
+from .synthcxr import (ensure_synthcxr, ensure_chexpert_like, ensure_rsna_like,
+                              CHEXPERT_LABELS)
+from .flatcsv import table_sources, build_alta_table_from_csv, source_fingerprint
+from .mimic import build_alta_table, ALTA_COLUMNS, file_sha256
+from .readers import (read_chexpert_csv, read_rsna, read_nih, read_openi_reports,
+                             openi_studies)
+from .images import (ImageCache, to_tensor_u8, normalize, normalize_np, apply_aug,
+                            sample_aug, image_transform, read_image, frontal_small)
 
 # %% auto #0
 __all__ = ['SPECIAL_TOKENS', 'train_tokenizer', 'get_tokenizer', 'study_root', 'read_alta_table', 'alta_table',
@@ -28,10 +31,12 @@ __all__ = ['SPECIAL_TOKENS', 'train_tokenizer', 'get_tokenizer', 'study_root', '
 SPECIAL_TOKENS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
 
 def train_tokenizer(texts, vocab_size: int = 1000, max_len: int = 64):
-    """A BERT-style WordPiece `PreTrainedTokenizerFast` learned from `texts` (lower-cased; [PAD]=0 [UNK] [CLS] [SEP] [MASK]).
-    Vocabulary: the specials, every character (and its `##` continuation), then whole words by frequency
-    (ties alphabetical) up to `vocab_size` — deterministic, unlike the `tokenizers` trainer, whose merges
-    break count ties in hash order and so differ from process to process (and would make goldens flaky)."""
+    """A BERT-style WordPiece `PreTrainedTokenizerFast` learned from `texts`
+    (lower-cased; [PAD]=0 [UNK] [CLS] [SEP] [MASK]).
+    Vocabulary: the specials, every character (and its `##` continuation), then whole words by
+    frequency (ties alphabetical) up to `vocab_size` — deterministic, unlike the `tokenizers`
+    trainer, whose merges break count ties in hash order and so differ from process to process
+    (and would make goldens flaky)."""
     from collections import Counter
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, decoders
     from transformers import PreTrainedTokenizerFast
@@ -43,33 +48,41 @@ def train_tokenizer(texts, vocab_size: int = 1000, max_len: int = 64):
     chars = sorted({c for w in counts for c in w})
     vocab = list(SPECIAL_TOKENS) + chars + ['##' + c for c in chars]
     have = set(vocab)
-    vocab += [w for w in sorted(counts, key=lambda w: (-counts[w], w)) if w not in have][:max(0, vocab_size - len(vocab))]
+    vocab += [w for w in sorted(counts, key=lambda w: (-counts[w], w))
+              if w not in have][:max(0, vocab_size - len(vocab))]
     tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token='[UNK]'))
     tok.normalizer, tok.pre_tokenizer, tok.decoder = norm, pre, decoders.WordPiece()
     cls, sep = tok.token_to_id('[CLS]'), tok.token_to_id('[SEP]')
-    tok.post_processor = processors.TemplateProcessing(single='[CLS] $A [SEP]', pair='[CLS] $A [SEP] $B [SEP]',
-                                                       special_tokens=[('[CLS]', cls), ('[SEP]', sep)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=max_len, pad_token='[PAD]', unk_token='[UNK]',
-                                   cls_token='[CLS]', sep_token='[SEP]', mask_token='[MASK]')
+    tok.post_processor = processors.TemplateProcessing(
+        single='[CLS] $A [SEP]', pair='[CLS] $A [SEP] $B [SEP]',
+        special_tokens=[('[CLS]', cls), ('[SEP]', sep)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=max_len,
+                                   pad_token='[PAD]', unk_token='[UNK]', cls_token='[CLS]',
+                                   sep_token='[SEP]', mask_token='[MASK]')
 
 # %% ../nbs/04_datasets.ipynb #7d102a45
 def get_tokenizer(cfg: Config, texts=None):
-    "The user's local CXR-BERT tokenizer (`cfg.cxrbert_path`) or a WordPiece trained on `texts` (cached)."
+    "The local CXR-BERT tokenizer (`cfg.cxrbert_path`) or a WordPiece trained on `texts` (cached)."
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
     if cfg.cxrbert_path:
         p = Path(cfg.cxrbert_path)
         if not (p/'vocab.txt').exists() and not (p/'tokenizer.json').exists():
-            raise FileNotFoundError(f"{p}: no CXR-BERT tokenizer (vocab.txt or tokenizer.json); download microsoft/BiomedVLP-CXR-BERT-specialized "
-                                    f"yourself and point cxrbert_path at that folder")
-        return AutoTokenizer.from_pretrained(str(p), local_files_only=True, trust_remote_code=False, model_max_length=cfg.max_text_len)
+            raise FileNotFoundError(f"{p}: no CXR-BERT tokenizer (vocab.txt or tokenizer.json); "
+                                    "download microsoft/BiomedVLP-CXR-BERT-specialized yourself "
+                                    "and point cxrbert_path at that folder")
+        return AutoTokenizer.from_pretrained(str(p), local_files_only=True, trust_remote_code=False,
+                                             model_max_length=cfg.max_text_len)
     if texts is None:
-        texts = alta_table(cfg.pretraining(), 'train').report.tolist()   # the pretraining corpus's vocabulary, as CXR-BERT's is fixed
+        # the pretraining corpus's vocabulary, as CXR-BERT's is fixed
+        texts = alta_table(cfg.pretraining(), 'train').report.tolist()
     texts = list(texts)
-    key = hashlib.sha1(json.dumps(['words-v2', cfg.vocab_size, cfg.max_text_len, texts]).encode()).hexdigest()[:16]   # bump on a new vocab rule
+    key = hashlib.sha1(json.dumps(['words-v2', cfg.vocab_size, cfg.max_text_len, texts])
+                       .encode()).hexdigest()[:16]   # bump on a new vocab rule
     f = data_dir()/'tokenizers'/f'wordpiece_{cfg.vocab_size}_{key}.json'
     if f.exists():
-        return PreTrainedTokenizerFast(tokenizer_file=str(f), model_max_length=cfg.max_text_len, pad_token='[PAD]', unk_token='[UNK]',
-                                       cls_token='[CLS]', sep_token='[SEP]', mask_token='[MASK]')
+        return PreTrainedTokenizerFast(tokenizer_file=str(f), model_max_length=cfg.max_text_len,
+                                       pad_token='[PAD]', unk_token='[UNK]', cls_token='[CLS]',
+                                       sep_token='[SEP]', mask_token='[MASK]')
     tok = train_tokenizer(texts, cfg.vocab_size, cfg.max_text_len)
     with atomic_write(f) as fh: fh.write(tok.backend_tokenizer.to_str())
     return tok
@@ -84,7 +97,6 @@ def _view_map(root: Path, view_map: dict | None) -> dict | None:
     if isinstance(vm, dict) and all(isinstance(v, str) for v in vm.values()): return vm
     raise ValueError(f"{p}: expected a JSON object {{view value: 'PA'|'AP'|'LATERAL'|'LL'}}, "
                      f"got {str(vm)[:80]!r}; fix or delete it")
-
 def _check_own_table(root: Path, table: Path):
     "A root's own table must be newer than what it is built from (`table_sources`, view_map.json)."
     try: src = table_sources(root) + [root/'view_map.json']
@@ -93,7 +105,6 @@ def _check_own_table(root: Path, table: Path):
     if new: raise ValueError(f"{table}: older than {new[0]} ({len(new)} newer source(s)): stale? "
                              f"rebuild it (build_alta_table(root, out_csv=...)), delete it "
                              f"(the kit then builds a cached one), or touch it to keep it as is")
-
 def study_root(cfg: Config, view_map: dict | None = None) -> tuple[Path, Path]:
     """(image root, ALTA table CSV) for `cfg`: SynthCXR; the root's own `alta_train.csv` (an error
     when a file it is built from is newer); or a table built from `cfg.data_root` (a MIMIC-CXR-JPG
@@ -103,19 +114,23 @@ def study_root(cfg: Config, view_map: dict | None = None) -> tuple[Path, Path]:
     if not cfg.data_root:
         root = ensure_synthcxr(cfg); return root, root/'alta_train.csv'
     root = Path(cfg.data_root)
-    if not root.exists(): raise FileNotFoundError(f"data_root {root} does not exist (expected a MIMIC-CXR-JPG root with files/ and the metadata CSVs, or a flat CSV)")
+    if not root.exists():
+        raise FileNotFoundError(f"data_root {root} does not exist (expected a MIMIC-CXR-JPG root "
+                                "with files/ and the metadata CSVs, or a flat CSV)")
     if root.is_dir() and (root/'alta_train.csv').exists() and view_map is None:
         _check_own_table(root, root/'alta_train.csv'); return root, root/'alta_train.csv'
     vm = _view_map(root, view_map)
     vk = f"-{hashlib.sha1(json.dumps(vm, sort_keys=True).encode()).hexdigest()[:8]}" if vm else ''
     out = data_dir()/'alta_tables'/(source_fingerprint(root) + vk)/'alta_train.csv'
     if not out.exists():
-        print(f"building the ALTA table of {root} into {out} (cached; rebuilt whenever a file it is built from changes)")
+        print(f"building the ALTA table of {root} into {out} (cached; rebuilt whenever a file it "
+              "is built from changes)")
         (build_alta_table_from_csv if root.is_file() else build_alta_table)(root, out, view_map=vm)
     return (root.parent if root.is_file() else root), out
 
 # %% ../nbs/04_datasets.ipynb #0fe2cfa9
-_SPLITS = {'train': 'train', 'validate': 'validate', 'valid': 'validate', 'val': 'validate', 'test': 'test'}
+_SPLITS = {'train': 'train', 'validate': 'validate', 'valid': 'validate', 'val': 'validate',
+           'test': 'test'}
 
 def read_alta_table(path) -> pd.DataFrame:
     "An ALTA table CSV with its columns and values checked (one-line errors name the file and row)."
@@ -125,7 +140,9 @@ def read_alta_table(path) -> pd.DataFrame:
     missing = [c for c in need if c not in df.columns]
     if missing: raise ValueError(f"{path}: missing column(s) {missing}; expected {need}")
     for i, r in enumerate(df.itertuples(index=False)):
-        if r.image_path in ('-1', ''): raise ValueError(f"{path}: row {i + 2}: study has no frontal image (image_path is {r.image_path!r})")
+        if r.image_path in ('-1', ''):
+            raise ValueError(f"{path}: row {i + 2}: study has no frontal image (image_path is "
+                             f"{r.image_path!r})")
         if not str(r.report).strip(): raise ValueError(f"{path}: row {i + 2}: empty report")
     return df
 
@@ -134,8 +151,10 @@ def alta_table(cfg: Config, split: str = 'train', view_map: dict | None = None) 
     _, csv = study_root(cfg, view_map)
     df = read_alta_table(csv)
     if split == 'all': return df
-    if split not in _SPLITS: raise ValueError(f"unknown split {split!r}; choose one of {sorted(_SPLITS)} or 'all'")
-    if 'split' not in df.columns: raise ValueError(f"{csv}: no 'split' column to select {split!r} from")
+    if split not in _SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {sorted(_SPLITS)} or 'all'")
+    if 'split' not in df.columns:
+        raise ValueError(f"{csv}: no 'split' column to select {split!r} from")
     return df[df.split == _SPLITS[split]].reset_index(drop=True)
 
 # %% ../nbs/04_datasets.ipynb #3d51f6f1
@@ -146,13 +165,18 @@ def shuffle_sentences(text: str, rng: random.Random | None = None) -> str:
     s = _SENT_SPLIT.split(text); (rng or random).shuffle(s); return ' '.join(s)
 
 def _check_study_table(t: pd.DataFrame):
-    "One-line errors for a table `StudyDataset` cannot serve: a missing column, a study without frontal, an empty report."
+    "One-line errors for a table `StudyDataset` can't use: missing column, no frontal, empty report"
     missing = [c for c in ALTA_COLUMNS[:5] if c not in t.columns]
-    if missing: raise ValueError(f"StudyDataset: table is missing column(s) {missing}; expected {ALTA_COLUMNS[:5]}")
+    if missing:
+        raise ValueError(f"StudyDataset: table is missing column(s) {missing}; expected "
+                         f"{ALTA_COLUMNS[:5]}")
     for i, p in enumerate(t.image_path):
-        if p in ('-1', '', None) or (isinstance(p, float) and np.isnan(p)): raise ValueError(f"StudyDataset: row {i}: study has no frontal image")
+        if p in ('-1', '', None) or (isinstance(p, float) and np.isnan(p)):
+            raise ValueError(f"StudyDataset: row {i}: study has no frontal image")
     for i, r in enumerate(t.report):
-        if not isinstance(r, str) or not r.strip(): raise ValueError(f"StudyDataset: row {i} (study {t.get('study_id', pd.Series(['?'] * (i + 1)))[i]}): empty report")
+        if not isinstance(r, str) or not r.strip():
+            raise ValueError(f"StudyDataset: row {i} (study "
+                             f"{t.get('study_id', pd.Series(['?'] * (i + 1)))[i]}): empty report")
 
 def _check_files(root: Path, paths):
     "Every image of `paths` exists under `root` (checked up front when there is no cache)."
@@ -161,18 +185,21 @@ def _check_files(root: Path, paths):
 
 # %% ../nbs/04_datasets.ipynb #e51f7334
 class StudyDataset(Dataset):
-    "ALTA studies of `table` (a DataFrame or CSV path of ALTA rows, paths relative to `root`) as the kit's batch items."
-    def __init__(self, table: pd.DataFrame, root, cfg: Config, tokenizer, train: bool = False, cache: bool = True,
-                 shuffle_text: bool | None = None, cache_dir=None, clip_frontal: bool | None = None):
+    "ALTA studies of `table` (DataFrame or CSV of ALTA rows; paths under `root`) as batch items."
+    def __init__(self, table: pd.DataFrame, root, cfg: Config, tokenizer, train: bool = False,
+                 cache: bool = True, shuffle_text: bool | None = None, cache_dir=None,
+                 clip_frontal: bool | None = None):
         if isinstance(table, (str, Path)): table = read_alta_table(table)
-        self.t = table.reset_index(drop=True); self.root, self.cfg, self.tok, self.train = Path(root), cfg, tokenizer, train
+        self.t = table.reset_index(drop=True)
+        self.root, self.cfg, self.tok, self.train = Path(root), cfg, tokenizer, train
         self.shuffle_text = train if shuffle_text is None else shuffle_text
-        self.clip_frontal = cfg.frontal_clip if clip_frontal is None else clip_frontal    # paper profile: the official, unclipped
+        self.clip_frontal = cfg.frontal_clip if clip_frontal is None else clip_frontal
         _check_study_table(self.t)
         others = sorted({p for c in ALTA_COLUMNS[1:4] for p in self.t[c] if p != '-1'})
         self.rows, self.cache = self.t.to_dict('records'), cache
         if cache:
-            self.hi = ImageCache(sorted(set(self.t.image_path)), self.root, cfg.hires_size, cache_dir)
+            self.hi = ImageCache(sorted(set(self.t.image_path)), self.root, cfg.hires_size,
+                                 cache_dir)
             self.lo = ImageCache(others, self.root, cfg.image_size, cache_dir)
         else: _check_files(self.root, list(self.t.image_path) + others)
 
@@ -181,49 +208,63 @@ class StudyDataset(Dataset):
     def _view(self, path, p, hires=False) -> np.ndarray:
         "The uint8 image at `path` (from the cache, or decoded), augmented with `p` if given."
         from alta_nb.images import preprocess_u8
-        if not self.cache: a = preprocess_u8(self.root/path, self.cfg.hires_size if hires else self.cfg.image_size)
+        if not self.cache:
+            a = preprocess_u8(self.root/path, self.cfg.hires_size if hires else self.cfg.image_size)
         else: a = (self.hi if hires else self.lo)[path]
         return apply_aug(a, p) if p is not None else a
 
     def __getitem__(self, i: int) -> dict:
-        r = self.rows[i]; S = self.cfg.image_size
-        pf, pl = (sample_aug(), sample_aug()) if self.train else (None, None)   # frontal pair, lateral pair
-        hi = self._view(r['image_path'], pf, hires=True)
-        images = np.zeros((4, 3, S, S), np.float32); mask = np.zeros(4, bool)   # numpy: no thread pool for small arrays
-        images[0] = frontal_small(hi, S, self.clip_frontal); mask[0] = True   # the official 448² → 224² bicubic resize
-        for k, (col, p) in enumerate([('auxview_image_path', pl), ('last_image_path', pf), ('last_auxview_image_path', pl)], 1):
-            if r[col] != '-1': images[k] = normalize_np(self._view(r[col], p)); mask[k] = True
+        r = self.rows[i]
+        hi, images, mask = _study_images(self, r)
         text = shuffle_sentences(r['report']) if self.shuffle_text else r['report']
         enc = self.tok(text, truncation=True, max_length=self.cfg.max_text_len)
-        return dict(images=torch.from_numpy(images), view_mask=torch.from_numpy(mask), hires=torch.from_numpy(normalize_np(hi)),
-                    input_ids=torch.tensor(enc['input_ids']), attention_mask=torch.tensor(enc['attention_mask']), report=text,
+        return dict(images=torch.from_numpy(images), view_mask=torch.from_numpy(mask),
+                    hires=torch.from_numpy(normalize_np(hi)),
+                    input_ids=torch.tensor(enc['input_ids']),
+                    attention_mask=torch.tensor(enc['attention_mask']), report=text,
                     study_id=str(r.get('study_id', i)), subject_id=str(r.get('subject_id', '')))
+
+# %% ../nbs/04_datasets.ipynb #84f881b3
+def _study_images(ds: StudyDataset, r: dict):
+    "Row `r`'s high-res frontal, its 4 views at the encoder's size, and which views are present."
+    S = ds.cfg.image_size
+    pf, pl = (sample_aug(), sample_aug()) if ds.train else (None, None)   # frontal, lateral
+    hi = ds._view(r['image_path'], pf, hires=True)
+    images = np.zeros((4, 3, S, S), np.float32); mask = np.zeros(4, bool)   # numpy: no thread pool
+    images[0] = frontal_small(hi, S, ds.clip_frontal)   # official 448² → 224² bicubic
+    mask[0] = True
+    views = [('auxview_image_path', pl), ('last_image_path', pf), ('last_auxview_image_path', pl)]
+    for k, (col, p) in enumerate(views, 1):
+        if r[col] != '-1': images[k] = normalize_np(ds._view(r[col], p)); mask[k] = True
+    return hi, images, mask
 
 # %% ../nbs/04_datasets.ipynb #519cfee2
 def collate_studies(items: list[dict]) -> dict:
     "Stack study items into the batch of the contract (reports padded with 0 to the longest)."
     if not items: raise ValueError("collate_studies: empty list of items")
     L = max(len(it['input_ids']) for it in items)
-    ids = torch.zeros(len(items), L, dtype=torch.long); am = torch.zeros(len(items), L, dtype=torch.long)
+    ids = torch.zeros(len(items), L, dtype=torch.long)
+    am = torch.zeros(len(items), L, dtype=torch.long)
     for b, it in enumerate(items):
         n = len(it['input_ids']); ids[b, :n] = it['input_ids']; am[b, :n] = it['attention_mask']
-    stack = lambda k: torch.from_numpy(np.stack([it[k].numpy() for it in items]))   # numpy: a plain memcpy, no thread pool
-    return dict(images=stack('images'), view_mask=stack('view_mask'), hires=stack('hires'), input_ids=ids, attention_mask=am,
-                report=[it['report'] for it in items], study_id=[it['study_id'] for it in items],
+    stack = lambda k: torch.from_numpy(np.stack([it[k].numpy() for it in items]))   # numpy: memcpy
+    return dict(images=stack('images'), view_mask=stack('view_mask'), hires=stack('hires'),
+                input_ids=ids, attention_mask=am, report=[it['report'] for it in items],
+                study_id=[it['study_id'] for it in items],
                 subject_id=[it['subject_id'] for it in items])
-
 def _worker_init(worker_id: int):
     s = torch.initial_seed() % 2 ** 32
     np.random.seed(s); random.seed(s)
-
 def study_dataloader(cfg: Config, split: str = 'train', tokenizer=None, shuffle: bool | None = None,
-                     batch_size: int | None = None, train: bool | None = None, drop_last: bool | None = None) -> DataLoader:
-    "A DataLoader of ALTA study batches for `split` of `cfg`'s data (SynthCXR unless `cfg.data_root`)."
+                     batch_size: int | None = None, train: bool | None = None,
+                     drop_last: bool | None = None) -> DataLoader:
+    "A DataLoader of ALTA study batches for `split` of `cfg`'s data (SynthCXR unless `data_root`)."
     root, _ = study_root(cfg)
     table = alta_table(cfg, split)
     if len(table) == 0:
         _, csv = study_root(cfg); n = read_alta_table(csv).split.value_counts().to_dict()
-        raise ValueError(f"split {split!r} of {root} has no studies (table {csv}: {n}); give some studies that split, or choose another")
+        raise ValueError(f"split {split!r} of {root} has no studies (table {csv}: {n}); give some "
+                         "studies that split, or choose another")
     train = (split == 'train') if train is None else train
     tokenizer = tokenizer or get_tokenizer(cfg)
     ds = StudyDataset(table, root, cfg, tokenizer, train=train)
@@ -231,41 +272,50 @@ def study_dataloader(cfg: Config, split: str = 'train', tokenizer=None, shuffle:
     shuffle = train if shuffle is None else shuffle
     drop_last = (train and len(ds) >= bs) if drop_last is None else drop_last
     nw = cfg.num_workers
-    return DataLoader(ds, batch_size=bs, shuffle=shuffle, num_workers=nw, collate_fn=collate_studies,
-                      pin_memory=torch.cuda.is_available(), drop_last=drop_last, persistent_workers=nw > 0,
-                      prefetch_factor=4 if nw > 0 else None, worker_init_fn=_worker_init if nw > 0 else None,
+    return DataLoader(ds, batch_size=bs, shuffle=shuffle, num_workers=nw,
+                      collate_fn=collate_studies, pin_memory=torch.cuda.is_available(),
+                      drop_last=drop_last, persistent_workers=nw > 0,
+                      prefetch_factor=4 if nw > 0 else None,
+                      worker_init_fn=_worker_init if nw > 0 else None,
                       generator=torch.Generator().manual_seed(cfg.seed))
 
 # %% ../nbs/04_datasets.ipynb #8d4a900b
 class ImageListDataset(Dataset):
     "Single normalised images (3,S,S) of `paths` (relative to `root`), cached; for evaluation sets."
-    def __init__(self, paths, root, cfg: Config, size: int | None = None, cache: bool = True, cache_dir=None):
+    def __init__(self, paths, root, cfg: Config, size: int | None = None, cache: bool = True,
+                 cache_dir=None):
         self.paths, self.root = [str(p) for p in paths], Path(root)
         self.size = size or cfg.image_size
         self.cache = ImageCache(self.paths, self.root, self.size, cache_dir) if cache else None
         if not cache:
             for p in self.paths:
-                if not (self.root/p).exists(): raise FileNotFoundError(f"{self.root/p}: image file does not exist")
+                if not (self.root/p).exists():
+                    raise FileNotFoundError(f"{self.root/p}: image file does not exist")
     def __len__(self): return len(self.paths)
     def __getitem__(self, i):
         from alta_nb.images import preprocess_u8
-        a = self.cache.get(i) if self.cache is not None else preprocess_u8(self.root/self.paths[i], self.size)
+        a = (self.cache.get(i) if self.cache is not None
+             else preprocess_u8(self.root/self.paths[i], self.size))
         return normalize(a)
 
 # %% ../nbs/04_datasets.ipynb #afafcf9e
 def report_dataset(csv, tokenizer, max_len: int, cache_dir=None):
-    "The ALTA CSV's reports as a 🤗 `datasets.Dataset` with `input_ids`/`attention_mask` (tokenised once, cached)."
+    "The ALTA CSV's reports as a 🤗 `datasets.Dataset` with `input_ids`/`attention_mask` (cached)."
     import datasets
     csv = Path(csv)
-    key = hashlib.sha1((file_sha256(csv) + tokenizer.backend_tokenizer.to_str() + str(max_len)).encode()).hexdigest()[:16]
+    key = hashlib.sha1((file_sha256(csv) + tokenizer.backend_tokenizer.to_str()
+                        + str(max_len)).encode()).hexdigest()[:16]
     out = Path(cache_dir or data_dir()/'hf_reports')/key
     if out.exists(): return datasets.load_from_disk(str(out))
     prev = datasets.is_progress_bar_enabled(); datasets.disable_progress_bars()
     try:
-        ds = datasets.Dataset.from_pandas(read_alta_table(csv)[['report', 'subject_id', 'study_id', 'split']].astype({'subject_id': str, 'study_id': str}),
-                                          preserve_index=False)
-        ds = ds.map(lambda b: tokenizer(b['report'], truncation=True, max_length=max_len), batched=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f'.{key}.', dir=out.parent if out.parent.exists() else None))
+        ds = datasets.Dataset.from_pandas(
+            read_alta_table(csv)[['report', 'subject_id', 'study_id', 'split']]
+            .astype({'subject_id': str, 'study_id': str}), preserve_index=False)
+        ds = ds.map(lambda b: tokenizer(b['report'], truncation=True, max_length=max_len),
+                    batched=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f'.{key}.',
+                                    dir=out.parent if out.parent.exists() else None))
         out.parent.mkdir(parents=True, exist_ok=True)
         ds.save_to_disk(str(tmp/'ds'))
         try: os.rename(tmp/'ds', out)

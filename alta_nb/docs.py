@@ -8,8 +8,7 @@ import argparse, ast, json, os, re, shutil, subprocess, sys, tempfile
 from pathlib import Path
 from .core import PROFILES, get_config, repo_root, runs_dir, data_dir, atomic_write
 from .pages import (PROFILE_NOTES, headline_table, patched_methods, real_data_page,
-                           site_extra, stage_gallery, stage_griffe, stage_mathjax, stage_teach,
-                           stage_theme)
+    site_extra, stage_gallery, stage_griffe, stage_mathjax, stage_teach, stage_theme)
 
 # %% auto #0
 __all__ = ['HOOK', 'lesson_notebooks', 'pick_run', 'notebook_title', 'split_directives', 'path_subs', 'relative_paths',
@@ -18,13 +17,12 @@ __all__ = ['HOOK', 'lesson_notebooks', 'pick_run', 'notebook_title', 'split_dire
 
 # %% ../nbs/98_docs.ipynb #84278e33
 _LESSON_RE = re.compile(r'^([0-8]\d[a-w]?)_.+\.ipynb$')   # 04b_*: a lesson after 04
-
 def lesson_notebooks(run) -> list[Path]:
     "The executed lesson notebooks `NN_name.ipynb` of a run folder, in lesson order."
     return sorted(p for p in Path(run).glob('*.ipynb') if _LESSON_RE.match(p.name))
 
 def pick_run(profile: str = 'auto', runs=None) -> Path:
-    "The run folder to publish: `runs/<profile>`, or for `auto` the teach run if it has notebooks, else smoke."
+    "The run to publish: `runs/<profile>`; `auto`: the teach run if it has notebooks, else smoke."
     runs = Path(runs or runs_dir())
     cands = ['teach', 'smoke'] if profile == 'auto' else [profile]
     for c in cands:
@@ -34,10 +32,11 @@ def pick_run(profile: str = 'auto', runs=None) -> Path:
 
 # %% ../nbs/98_docs.ipynb #85a49478
 def notebook_title(path) -> str:
-    "`NN · Title` from the notebook's first markdown `# ` heading (the file stem when there is none)."
+    "`NN · Title` from the notebook's first markdown `# ` heading (else the file stem)."
     path = Path(path)
     try: cells = json.loads(path.read_text())['cells']
-    except (OSError, ValueError, KeyError) as e: raise ValueError(f"{path}: not a readable notebook ({e})") from None
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"{path}: not a readable notebook ({e})") from None
     for c in cells:
         if c.get('cell_type') != 'markdown': continue
         src = ''.join(c.get('source', ''))
@@ -53,15 +52,15 @@ _KERNEL_FILE = re.compile(r'(?:/[^\s/:"\'<>]+)*/ipykernel_\d+/\d+\.py')
 _TMP_PATH = re.compile(re.escape(tempfile.gettempdir()) + r'/[^\s/:"\'<>]+')
 
 def split_directives(src: str) -> tuple[dict, str]:
-    "nbdev's directives at the top of a code cell (`#| name args` → `{name: args}`) and the code below them."
+    "nbdev's directives atop a code cell (`#| name args` → `{name: args}`) and the code below."
     lines, d = src.splitlines(), {}
     while lines and (m := _DIRECTIVE.match(lines[0])): d[m[1]] = m[2]; lines.pop(0)
     return d, '\n'.join(lines)
 
 def path_subs(extra=()) -> list[tuple[str, str]]:
-    "(absolute, shown) pairs that make the building machine's paths project-relative, longest first."
-    pairs = [(runs_dir(), '_runs'), (data_dir(), '_runs/data'), (repo_root(), '.'), (Path(sys.prefix), '.venv'),
-             (Path.home(), '~'), *extra]
+    "(absolute, shown) pairs making the building machine's paths project-relative, longest first."
+    pairs = [(runs_dir(), '_runs'), (data_dir(), '_runs/data'), (repo_root(), '.'),
+             (Path(sys.prefix), '.venv'), (Path.home(), '~'), *extra]
     out = {}
     for p, shown in pairs:
         for s in (str(Path(p)), str(Path(p).resolve())):
@@ -69,21 +68,20 @@ def path_subs(extra=()) -> list[tuple[str, str]]:
     return sorted(out.items(), key=lambda kv: -len(kv[0]))
 
 def relative_paths(text: str, subs) -> str:
-    "`text` with each absolute path of `subs` in its shown form (`<repo>/alta_nb/x.py` → `alta_nb/x.py`; a demo's scratch folder → `<tmp>/x`)."
+    "`text` with each absolute path of `subs` shown (`<repo>/alta_nb/x.py` → `alta_nb/x.py`)."
     text = _KERNEL_FILE.sub('<cell>', text)
     for a, b in subs: text = text.replace(a + '/', '' if b == '.' else b + '/').replace(a, b)
-    return _TMP_PATH.sub('<tmp>', text)                       # what is left in the temp folder: a demo's scratch dir
+    return _TMP_PATH.sub('<tmp>', text)   # the rest of the temp dir: a demo's scratch → `<tmp>/x`
 
 # %% ../nbs/98_docs.ipynb #1b08f458
 def publish_cell(cell: dict, subs=()) -> dict | None:
-    "The cell as the docs show it (nbdev's rules), or `None` for `#| hide`, `#| default_exp` and papermill's parameter cells."
+    "The cell as the docs show it, or `None` for `#| hide`, `#| default_exp` and parameter cells."
     if set(cell.get('metadata', {}).get('tags', [])) & _HIDDEN_TAGS: return None
     cell = json.loads(json.dumps(cell))
     if cell.get('cell_type') == 'code':
         d, cell['source'] = split_directives(''.join(cell.get('source', '')))
         if d.keys() & _HIDDEN_DIRS: return None
-    fix = lambda s: relative_paths(''.join(s), subs)
-    cell['source'] = fix(cell.get('source', ''))
+    fix = lambda s: relative_paths(''.join(s), subs); cell['source'] = fix(cell.get('source', ''))
     for o in cell.get('outputs', []):
         if 'text' in o: o['text'] = fix(o['text'])
         if 'traceback' in o: o['traceback'] = [fix(l) for l in o['traceback']]
@@ -92,46 +90,51 @@ def publish_cell(cell: dict, subs=()) -> dict | None:
     return cell
 
 def publish_notebook(src, dest, subs=(), api_links=None) -> int:
-    "Write the published copy of executed notebook `src` to `dest`, with a line of API links after each cell of `api_links`."
+    "Publish executed notebook `src` to `dest`, a line of API links after each cell of `api_links`."
     nb = json.loads(Path(src).read_text())
-    nb.get('metadata', {}).pop('papermill', None)          # the run's input/output paths and parameters
+    nb.get('metadata', {}).pop('papermill', None)   # the run's input/output paths and parameters
     cells = []
     for c in nb['cells']:
         if (c := publish_cell(c, subs)) is None: continue
         cells.append(c)
         if links := (api_links or {}).get(c.get('id')):
-            cells.append({'cell_type': 'markdown', 'id': f"api-{c['id']}", 'metadata': {}, 'source': 'API: ' + ' · '.join(links)})
+            cells.append({'cell_type': 'markdown', 'id': f"api-{c['id']}", 'metadata': {},
+                          'source': 'API: ' + ' · '.join(links)})
     nb['cells'] = cells
     with atomic_write(dest) as f: json.dump(nb, f, indent=1, ensure_ascii=False)
     return len(cells)
 
 # %% ../nbs/98_docs.ipynb #b6757cc9
-_EMPTY_OR_REMOTE_SRC = re.compile(r'<script\b[^>]*\bsrc\s*=\s*(["\'])\s*(?:(?:https?:)?//[^"\']*)?\1[^>]*>\s*</script>', re.I)
+_EMPTY_OR_REMOTE_SRC = re.compile(
+    r'<script\b[^>]*\bsrc\s*=\s*(["\'])\s*(?:(?:https?:)?//[^"\']*)?\1[^>]*>\s*</script>', re.I)
 _REMOTE_LINK = re.compile(r'<link\b[^>]*\bhref\s*=\s*["\'](?:https?:)?//[^"\']*["\'][^>]*>', re.I)
-_REMOTE_IMPORT_SCRIPT = re.compile(r'<script\b[^>]*>(?:(?!</script>).)*?(?:import\s*\(\s*|\bfrom\s+)["\'](?:https?:)?//(?:(?!</script>).)*</script>', re.I | re.S)
+_REMOTE_IMPORT_SCRIPT = re.compile(
+    r'<script\b[^>]*>(?:(?!</script>).)*?(?:import\s*\(\s*|\bfrom\s+)'
+    r'["\'](?:https?:)?//(?:(?!</script>).)*</script>', re.I | re.S)
 
 def strip_remote_scripts(html: str) -> str:
-    "Remove `<script>`s with an empty or remote `src`, remote `<link>`s, and scripts that import from a URL."
+    "Drop `<script>`s with an empty or remote `src`, remote `<link>`s, and scripts importing a URL."
     for rx in (_REMOTE_IMPORT_SCRIPT, _EMPTY_OR_REMOTE_SRC, _REMOTE_LINK): html = rx.sub('', html)
     return html
 
-_REF_RE = re.compile(r'<(script|link|img|iframe|source)\b[^>]*?\b(src|href)\s*=\s*["\']((?:https?:)?//[^"\']+)["\']', re.I)
-_IMPORT_RE = re.compile(r'import\s*\(\s*["\']((?:https?:)?//[^"\']+)["\']|\bfrom\s+["\']((?:https?:)?//[^"\']+)["\']', re.I)
-
+_REF_RE = re.compile(r'<(script|link|img|iframe|source)\b[^>]*?\b(src|href)\s*=\s*'
+                     r'["\']((?:https?:)?//[^"\']+)["\']', re.I)
+_IMPORT_RE = re.compile(r'import\s*\(\s*["\']((?:https?:)?//[^"\']+)["\']'
+                        r'|\bfrom\s+["\']((?:https?:)?//[^"\']+)["\']', re.I)
 def remote_refs(site) -> list[str]:
-    "Every `file: url` in the built site that a browser would fetch from the network (script/link/img src/href, JS imports)."
+    "`file: url` of each network fetch in the built site (script/link/img src/href, JS imports)."
     out = []
     for f in sorted(Path(site).rglob('*.html')):
         text = f.read_text(errors='replace')
         out += [f"{f.relative_to(site)}: {m.group(3)}" for m in _REF_RE.finditer(text)]
-        out += [f"{f.relative_to(site)}: {m.group(1) or m.group(2)}" for m in _IMPORT_RE.finditer(text)]
+        out += [f"{f.relative_to(site)}: {m.group(1) or m.group(2)}"
+                for m in _IMPORT_RE.finditer(text)]
     return out
 
 # %% ../nbs/98_docs.ipynb #a4d6ced7
 _MARK = re.compile(r'^# %% \.\./nbs/(\S+)\.ipynb #(\S+)')
-
 def module_api(py) -> dict:
-    "A module's name, `__all__` and, per name, the `(notebook, cell id)` that defines it — read with `ast`, nothing imported."
+    "A module's name, `__all__` and each name's defining `(notebook, cell id)`, read with `ast`."
     py = Path(py); src = py.read_text(); tree = ast.parse(src)
     names = next((list(ast.literal_eval(n.value)) for n in tree.body if isinstance(n, ast.Assign)
                   and any(getattr(t, 'id', None) == '__all__' for t in n.targets)), [])
@@ -139,38 +142,46 @@ def module_api(py) -> dict:
     where, unpacked = {}, {}
     for node in tree.body:
         targets = getattr(node, 'targets', [getattr(node, 'target', None)])
-        defined = [node.name] if hasattr(node, 'name') else [t.id for t in targets if isinstance(t, ast.Name)]
-        for e in (e for t in targets if isinstance(t, ast.Tuple) for e in t.elts if isinstance(e, ast.Name)):
-            defined.append(e.id); unpacked[e.id] = ast.get_source_segment(src, node)    # `A, B = 1, 2`: griffe skips these
+        defined = ([node.name] if hasattr(node, 'name')
+                   else [t.id for t in targets if isinstance(t, ast.Name)])
+        for e in (e for t in targets if isinstance(t, ast.Tuple)   # `A, B = …`: griffe skips these
+                  for e in t.elts if isinstance(e, ast.Name)):
+            defined.append(e.id); unpacked[e.id] = ast.get_source_segment(src, node)
         cell = next(((nb, cid) for ln, nb, cid in reversed(marks) if ln < node.lineno), None)
         for n in defined:
             if n in names and cell: where.setdefault(n, cell)
         for c, m, _ in patched_methods(ast.Module(body=[node], type_ignores=[])):   # `A.f = _f`
             if c in names and not m.startswith('_') and cell: where.setdefault(f'{c}.{m}', cell)
-    return {'module': f'{py.parent.name}.{py.stem}', 'all': names, 'where': where, 'unpacked': unpacked}
+    return {'module': f'{py.parent.name}.{py.stem}', 'all': names, 'where': where,
+            'unpacked': unpacked}
 
 def kit_api(lib=None) -> list[dict]:
     "`module_api` of every module of the kit (`alta_nb/*.py` but `_modidx.py` and `__init__.py`)."
-    return [module_api(p) for p in sorted(Path(lib or repo_root()/'alta_nb').glob('*.py')) if not p.stem.startswith('_')]
+    return [module_api(p) for p in sorted(Path(lib or repo_root()/'alta_nb').glob('*.py'))
+            if not p.stem.startswith('_')]
 
 def lesson_api_links(apis, stem) -> dict:
-    "`{cell id: ['[`name`](api/<module>.html#alta_nb.<module>.name)', …]}` for the names notebook `stem` defines."
+    "`{cell id: ['[`name`](api/<module>.html#alta_nb.<module>.name)', …]}` for what `stem` defines."
     out = {}
     for a in apis:
         for n in a['all'] + [k for k in a['where'] if '.' in k]:        # and the methods patched in
             nb, cid = a['where'].get(n, (None, None))
-            if nb == stem: out.setdefault(cid, []).append(f"[`{n}`](api/{a['module'].split('.')[-1]}.html#{a['module']}.{n})")
+            if nb == stem: out.setdefault(cid, []).append(
+                f"[`{n}`](api/{a['module'].split('.')[-1]}.html#{a['module']}.{n})")
     return out
 
 # %% ../nbs/98_docs.ipynb #2d81cd3a
 def api_page(a, titles) -> str:
-    "Module `a`'s page: the notebooks that write it, mkdocstrings' entry for each name of `__all__` (and ours for `A, B = …`)."
+    "Module `a`'s page: its notebooks, mkdocstrings' entry per `__all__` name, ours for `A, B = …`."
     stems = sorted({nb for nb, _ in a['where'].values()})
-    src = ', '.join(f'[{titles[s]}](../{s}.ipynb)' if s in titles else f'`nbs/{s}.ipynb`' for s in stems)
+    src = ', '.join(f'[{titles[s]}](../{s}.ipynb)' if s in titles else f'`nbs/{s}.ipynb`'
+                    for s in stems)
     un = a.get('unpacked', {})
-    extra = ''.join(f"\n## `{n}` {{ #{a['module']}.{n} }}\n\n```python\n{un[n]}\n```\n" for n in a['all'] if n in un)
-    return (f"# `{a['module']}`\n\nWritten by {src or 'no notebook'}; its `__all__` holds {len(a['all'])} names.\n\n"
-            f"::: {a['module']}\n    options:\n      members: {json.dumps([n for n in a['all'] if n not in un])}\n" + extra)
+    extra = ''.join(f"\n## `{n}` {{ #{a['module']}.{n} }}\n\n```python\n{un[n]}\n```\n"
+                    for n in a['all'] if n in un)
+    return (f"# `{a['module']}`\n\nWritten by {src or 'no notebook'}; "
+            f"its `__all__` holds {len(a['all'])} names.\n\n::: {a['module']}\n    options:\n"
+            f"      members: {json.dumps([n for n in a['all'] if n not in un])}\n" + extra)
 
 # %% ../nbs/98_docs.ipynb #e969773c
 def lesson_info(path) -> dict:
@@ -178,7 +189,8 @@ def lesson_info(path) -> dict:
     cells = json.loads(Path(path).read_text())['cells']
     src = lambda t: [''.join(c.get('source', '')) for c in cells if c.get('cell_type') == t]
     summ = next((m[1] for s in src('markdown') if (m := re.search(r'^>\s*(.+?)\s*$', s, re.M))), '')
-    mod = next((d['default_exp'] for s in src('code') if 'default_exp' in (d := split_directives(s)[0])), '')
+    mod = next((d['default_exp'] for s in src('code')
+                if 'default_exp' in (d := split_directives(s)[0])), '')
     return {'title': notebook_title(path), 'summary': summ, 'module': mod}
 
 def landing_page(profile: str, lessons, apis, pvo_text: str, pngs, teach_head=None) -> str:
@@ -194,7 +206,8 @@ def landing_page(profile: str, lessons, apis, pvo_text: str, pngs, teach_head=No
     for nb in lessons:
         i = lesson_info(nb); m = i['module']
         api = f'[`{m}`](api/{m}.md)' if m in mods else (f'`{m}`' if m else '')
-        L.append(f"| {nb.name[:2]} | [{i['title'][5:]}]({nb.name}) | {i['summary'].replace('|', '/')} | {api} |")
+        L.append(f"| {nb.name[:2]} | [{i['title'][5:]}]({nb.name}) | "
+                 f"{i['summary'].replace('|', '/')} | {api} |")
     head, teach = headline_table(pvo_text), list(teach_head or []) if profile == 'smoke' else []
     if teach: L += ['', '## Headline results (profile `teach`)', '', *teach, '',
                     "Every lesson's teach numbers and figures: [Teach results](teach_results.md)."]
@@ -202,16 +215,15 @@ def landing_page(profile: str, lessons, apis, pvo_text: str, pngs, teach_head=No
     if profile in PROFILE_NOTES: L += [f'Profile `{profile}`: {PROFILE_NOTES[profile]}', '']
     L += (head + ['', 'Beside the paper: [Paper vs ours](paper_vs_ours.md).'] if head
           else [f'*The `{profile}` run has no report table.*'])
-    L += ['', '## Figure gallery', '',
-          'Every figure of the run; [the gallery page](figures.md) has them full size, with data.',
-          '']
-    L += [f'[![{p}](figures/{p}){{ width="240" loading=lazy }}](figures.md)' for p in pngs] or ['*No figures.*']
+    L += ['', '## Figure gallery', '', 'Every figure of the run; [the gallery page](figures.md) '
+          'has them full size, with data.', '']
+    L += ([f'[![{p}](figures/{p}){{ width="240" loading=lazy }}](figures.md)' for p in pngs]
+          or ['*No figures.*'])
     return '\n'.join(L) + '\n'
 
 
 # %% ../nbs/98_docs.ipynb #acf0164f
 _MD_IMG = re.compile(r'!\[[^\]]*\]\(([^)\s]+)[^)]*\)')
-
 def _stage_readme(readme: Path, docs: Path, subs) -> str:
     text = readme.read_text() if readme.exists() else '# alta_nb\n'
     for ref in _MD_IMG.findall(text):           # local images the README shows come along
@@ -221,22 +233,20 @@ def _stage_readme(readme: Path, docs: Path, subs) -> str:
     (docs/'readme.md').write_text(relative_paths(text, subs))
     return text
 
-
-# %% ../nbs/98_docs.ipynb #b0b830a8
 _STRIP = (_REMOTE_IMPORT_SCRIPT, _EMPTY_OR_REMOTE_SRC, _REMOTE_LINK)
-
-# The hook carries its own copy of the patterns, so mkdocs need not import the kit (and torch) to run it.
-HOOK = (
+HOOK = (   # its own copy of the patterns: mkdocs need not import the kit (and torch) to run it
     "# Generated by alta_nb.docs (nbs/98_docs.ipynb): strips network fetches from every page.\n"
-    "import re\n"
-    f"_PATTERNS = [{', '.join(f're.compile({rx.pattern!r}, {int(rx.flags)})' for rx in _STRIP)}]\n\n"
+    "import re\n_PATTERNS = ["
+    f"{', '.join(f're.compile({rx.pattern!r}, {int(rx.flags)})' for rx in _STRIP)}]\n\n"
     "def on_post_page(output, page, config):\n"
     "    for rx in _PATTERNS: output = rx.sub('', output)\n"
     "    return output\n")
 
-_API_OPTIONS = dict(show_root_heading=False, show_source=False, heading_level=2, members_order='source', group_by_category=False,
-                    show_if_no_docstring=True, separate_signature=True, show_signature_annotations=True, filters='public')
+_API_OPTIONS = dict(show_root_heading=False, show_source=False, heading_level=2,
+                    members_order='source', group_by_category=False, show_if_no_docstring=True,
+                    separate_signature=True, show_signature_annotations=True, filters='public')
 
+# %% ../nbs/98_docs.ipynb #b0b830a8
 def _mkdocs_config(profile: str, stage: Path, nav: list, mathjax=None, theme=None, griffe=None,
                    teach=None) -> dict:
     "`mkdocs.yml`; `mathjax`, `theme`, `griffe`: what `95_pages` staged (`None`: none)."
@@ -245,17 +255,14 @@ def _mkdocs_config(profile: str, stage: Path, nav: list, mathjax=None, theme=Non
     if mathjax: nbs['custom_mathjax_url'] = mathjax          # else the CDN's, which the hook strips
     api = {**_API_OPTIONS, **({'extensions': [griffe]} if griffe else {})}
     theme = {'name': 'material', 'font': False, **({'custom_dir': theme} if theme else {})}
-    return {'site_name': f'alta_nb — {profile} run', 'docs_dir': 'docs', 'use_directory_urls': False,
-            'theme': theme,
-            'hooks': ['hooks.py'], 'nav': nav, 'extra': site_extra(profile, teach),
-            'markdown_extensions': ['tables', 'attr_list', 'admonition', 'pymdownx.details',
-                                    {'toc': {'permalink': True}}],
+    return {'site_name': f'alta_nb — {profile} run', 'docs_dir': 'docs',
+            'use_directory_urls': False, 'theme': theme, 'hooks': ['hooks.py'], 'nav': nav,
+            'extra': site_extra(profile, teach), 'markdown_extensions': ['tables', 'attr_list',
+                'admonition', 'pymdownx.details', {'toc': {'permalink': True}}],
             'plugins': ['search', {'mkdocs-jupyter': nbs}, {'mkdocstrings': {
                 'default_handler': 'python',
                 'handlers': {'python': {'paths': [str(repo_root())], 'options': api}}}}]}
 
-
-# %% ../nbs/98_docs.ipynb #26c106e3
 def _teach_page(docs: Path, titles: dict, profile: str, teach_dir=None):
     "Stage *Teach results* from the committed `figures/teach/`: `(lessons covered, headline)`."
     teach_dir = Path(teach_dir or repo_root()/'figures'/'teach')
@@ -267,16 +274,14 @@ def _teach_page(docs: Path, titles: dict, profile: str, teach_dir=None):
 # %% ../nbs/98_docs.ipynb #7518ba35
 def stage_docs(run, stage=None, figures_dir=None, readme=None, paper_vs_ours=None,
                teach_dir=None) -> dict:
-    "Stage `docs/`, `hooks.py` and `mkdocs.yml` for run folder `run` under `stage`; return the navigation."
+    "Stage `docs/`, `hooks.py` and `mkdocs.yml` for run folder `run` under `stage`; return the nav."
     import yaml
     run = Path(run); profile = run.name
-    stage = Path(stage or runs_dir()/'docs_src')
-    docs = stage/'docs'
+    stage = Path(stage or runs_dir()/'docs_src'); docs = stage/'docs'
     shutil.rmtree(docs, ignore_errors=True); (docs/'api').mkdir(parents=True)
     nbs = lesson_notebooks(run)
     if not nbs: raise FileNotFoundError(f"{run}: no executed notebooks NN_name.ipynb to publish")
-    subs, apis = path_subs(), kit_api()
-    titles = {nb.stem: notebook_title(nb) for nb in nbs}
+    subs, apis = path_subs(), kit_api(); titles = {nb.stem: notebook_title(nb) for nb in nbs}
     for nb in nbs: publish_notebook(nb, docs/nb.name, subs, lesson_api_links(apis, nb.stem))
     for a in apis: (docs/'api'/f"{a['module'].split('.')[-1]}.md").write_text(api_page(a, titles))
     readme_text = _stage_readme(Path(readme or repo_root()/'README.md'), docs, subs)
@@ -291,8 +296,8 @@ def stage_docs(run, stage=None, figures_dir=None, readme=None, paper_vs_ours=Non
     (docs/'real_data.md').write_text(relative_paths(real_data_page(readme_text), subs))
     nav = [{'Home': 'index.md'}, {'Lessons': [{titles[nb.stem]: nb.name} for nb in nbs]},
            *([{'Teach results': 'teach_results.md'}] if teach is not None else []),
-           *([{'Paper vs ours': 'paper_vs_ours.md'}] if pvo_text else []), {'Figures': 'figures.md'},
-           {'Reproduce on real data': 'real_data.md'},
+           *([{'Paper vs ours': 'paper_vs_ours.md'}] if pvo_text else []),
+           {'Figures': 'figures.md'}, {'Reproduce on real data': 'real_data.md'},
            {'API reference': [{a['module']: f"api/{a['module'].split('.')[-1]}.md"} for a in apis]},
            {'About the kit': 'readme.md'}]
     (stage/'hooks.py').write_text(HOOK)
@@ -302,35 +307,37 @@ def stage_docs(run, stage=None, figures_dir=None, readme=None, paper_vs_ours=Non
     return {'nav': nav, 'figures': len(pngs), 'stage': stage}
 
 # %% ../nbs/98_docs.ipynb #6f857566
-def build_docs(profile: str = 'auto', out='_docs', stage=None, runs=None, quiet: bool = True) -> Path:
-    "Render the executed notebooks of `profile` (`auto`: teach, else smoke) into the site `out`; return its index.html."
-    run = pick_run(profile, runs)
-    out = Path(out) if Path(out).is_absolute() else repo_root()/out
+def build_docs(profile: str = 'auto', out='_docs', stage=None, runs=None,
+               quiet: bool = True) -> Path:
+    "Render the run of `profile` (`auto`: teach, else smoke) into site `out`; return its index."
+    run = pick_run(profile, runs); out = Path(out) if Path(out).is_absolute() else repo_root()/out
     res = stage_docs(run, stage)
     tmp_site = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
     env = {**os.environ, 'NO_MKDOCS_2_WARNING': '1'}
-    cmd = [sys.executable, '-m', 'mkdocs', 'build', '-f', str(res['stage']/'mkdocs.yml'), '-d', str(tmp_site)] + (['-q'] if quiet else [])
+    cmd = [sys.executable, '-m', 'mkdocs', 'build', '-f', str(res['stage']/'mkdocs.yml'),
+           '-d', str(tmp_site)] + (['-q'] if quiet else [])
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=res['stage'])
     try:
         if p.returncode:
             last = (p.stderr.strip().splitlines() or ['(no output)'])[-1]
-            raise RuntimeError(f"mkdocs build failed (exit {p.returncode}) for {res['stage']/'mkdocs.yml'}: {last}")
+            raise RuntimeError(f"mkdocs build failed (exit {p.returncode}) "
+                               f"for {res['stage']/'mkdocs.yml'}: {last}")
         bad = remote_refs(tmp_site)
-        if bad: raise RuntimeError(f"the site would fetch {len(bad)} thing(s) from the network, e.g. {bad[0]}")
-        old = out.with_name(f'.{out.name}.old')
-        shutil.rmtree(old, ignore_errors=True)
+        if bad: raise RuntimeError(f"the site would fetch {len(bad)} thing(s) from the network, "
+                                   f"e.g. {bad[0]}")
+        old = out.with_name(f'.{out.name}.old'); shutil.rmtree(old, ignore_errors=True)
         if out.exists(): out.rename(old)
-        tmp_site.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp_site, ignore_errors=True)
+        tmp_site.rename(out); shutil.rmtree(old, ignore_errors=True)
+    finally: shutil.rmtree(tmp_site, ignore_errors=True)
     return out/'index.html'
 
 # %% ../nbs/98_docs.ipynb #4090fe5f
 def main_docs(argv=None) -> Path:
     "Entry point of `alta-nb docs`: build the site and print where it is."
-    ap = argparse.ArgumentParser('alta-nb docs', description='render the executed notebooks into an offline site')
-    ap.add_argument('--profile', default='auto', help='run to publish: auto (teach, else smoke), smoke, teach or paper')
+    ap = argparse.ArgumentParser('alta-nb docs',
+                                 description='render the executed notebooks into an offline site')
+    ap.add_argument('--profile', default='auto',
+                    help='run to publish: auto (teach, else smoke), smoke, teach or paper')
     ap.add_argument('--out', default='_docs', help='site folder (relative to the repository root)')
     ap.add_argument('--verbose', action='store_true', help="show mkdocs' own output")
     a = ap.parse_args(argv)

@@ -19,16 +19,16 @@ __all__ = ['CHEXPERT_5', 'CHEXPERT_8', 'RSNA_CLASSES', 'EVALSETS_DIR', 'SHIPPED'
            'check_images', 'usable_classes', 'eval_sets_for']
 
 # %% ../nbs/14_eval_sets.ipynb #478e03c1
-from .synthcxr import CHEXPERT_LABELS   # CheXpert's own column order, defined once in the data layer
-CHEXPERT_5 = ['Atelectasis', 'Cardiomegaly', 'Consolidation', 'Edema', 'Pleural Effusion']   # GLoRIA's competition tasks
-CHEXPERT_8 = ['Atelectasis', 'Cardiomegaly', 'Edema', 'Fracture', 'No Finding', 'Pleural Effusion', 'Pneumonia',
-              'Pneumothorax']                                                                    # ConVIRT's 8 classes
+from .synthcxr import CHEXPERT_LABELS   # CheXpert's column order, defined in the data layer
+CHEXPERT_5 = ['Atelectasis', 'Cardiomegaly', 'Consolidation', 'Edema', 'Pleural Effusion']  # GLoRIA
+CHEXPERT_8 = ['Atelectasis', 'Cardiomegaly', 'Edema', 'Fracture', 'No Finding', 'Pleural Effusion',
+              'Pneumonia', 'Pneumothorax']                                           # ConVIRT's 8
 RSNA_CLASSES = ['Normal', 'Pneumonia']
 
 # %% ../nbs/14_eval_sets.ipynb #760dc43c
 @dataclass
 class EvalSet:
-    "An evaluation subset: `items` has `path` (relative to `root`) and `label`; `classes` fixes the class order."
+    "An eval subset: `items` has `path` (under `root`) and `label`; `classes` fixes their order."
     name: str
     items: pd.DataFrame
     classes: list
@@ -37,9 +37,11 @@ class EvalSet:
 
     def __post_init__(self):
         miss = [c for c in ('path', 'label') if c not in self.items.columns]
-        if miss: raise ValueError(f"eval set {self.name!r}: items lack column(s) {miss}; expected 'path' and 'label'")
+        if miss: raise ValueError(f"eval set {self.name!r}: items lack column(s) {miss}; "
+                                  "expected 'path' and 'label'")
         bad = sorted(set(self.items['label']) - set(self.classes))
-        if bad: raise ValueError(f"eval set {self.name!r}: labels {bad[:5]} are not among its classes {list(self.classes)}")
+        if bad: raise ValueError(f"eval set {self.name!r}: labels {bad[:5]} are not among its "
+                                 f"classes {list(self.classes)}")
         self.items = self.items.reset_index(drop=True)
 
     def __len__(self): return len(self.items)
@@ -47,13 +49,15 @@ class EvalSet:
     def labels(self) -> np.ndarray:
         "Class index of every item (position in `classes`)."
         return self.items['label'].map({c: i for i, c in enumerate(self.classes)}).to_numpy()
-    def counts(self) -> dict: return self.items['label'].value_counts().reindex(self.classes, fill_value=0).to_dict()
+    def counts(self) -> dict:
+        return self.items['label'].value_counts().reindex(self.classes, fill_value=0).to_dict()
     def id_list(self) -> str:
-        "The canonical id list: CSV `path,label`, one item a line, in the set's order (no report text)."
+        "The canonical id list: CSV `path,label`, one item a line, in order (no report text)."
         return self.items[['path', 'label']].to_csv(index=False, lineterminator='\n')
     @property
     def sha256(self) -> str: return hashlib.sha256(self.id_list().encode()).hexdigest()
-    def __repr__(self): return f"EvalSet({self.name!r}, n={len(self)}, classes={len(self.classes)}, sha256={self.sha256[:12]}…)"
+    def __repr__(self): return (f"EvalSet({self.name!r}, n={len(self)}, "
+                                f"classes={len(self.classes)}, sha256={self.sha256[:12]}…)")
 
 # %% ../nbs/14_eval_sets.ipynb #8e9c51fe
 def write_id_list(es: EvalSet, dest) -> str:
@@ -62,33 +66,39 @@ def write_id_list(es: EvalSet, dest) -> str:
     with atomic_write(dest, newline='') as f: f.write(es.id_list())
     return es.sha256
 
-def read_id_list(path, name: str | None = None, classes=None, root=None, sha256: str | None = None) -> EvalSet:
+def read_id_list(path, name: str | None = None, classes=None, root=None,
+                 sha256: str | None = None) -> EvalSet:
     "Read an id list written by `write_id_list`; check its sha256 when given."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"id list {path} not found")
     raw = path.read_bytes()
     if sha256 and hashlib.sha256(raw).hexdigest() != sha256:
-        raise ValueError(f"id list {path}: sha256 {hashlib.sha256(raw).hexdigest()[:12]}… differs from the expected {sha256[:12]}…")
+        raise ValueError(f"id list {path}: sha256 {hashlib.sha256(raw).hexdigest()[:12]}… differs "
+                         f"from the expected {sha256[:12]}…")
     items = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
     classes = list(classes) if classes is not None else list(dict.fromkeys(items.get('label', [])))
-    return EvalSet(name or path.stem, items, classes, Path(root) if root else None, source=str(path))
+    return EvalSet(name or path.stem, items, classes, Path(root) if root else None,
+                   source=str(path))
 
 # %% ../nbs/14_eval_sets.ipynb #0c0c361e
 def read_label_table(src, required=('Path', 'Frontal/Lateral', *CHEXPERT_LABELS)) -> pd.DataFrame:
-    "A CheXpert-style label table from a CSV path (or a DataFrame), with its required columns checked."
+    "A CheXpert-style label table from a CSV path (or a DataFrame), its required columns checked."
     df = src.copy() if isinstance(src, pd.DataFrame) else pd.read_csv(src)
     miss = [c for c in required if c not in df.columns]
-    if miss: raise ValueError(f"label table {src if not isinstance(src, pd.DataFrame) else '<DataFrame>'}: "
-                              f"missing column(s) {miss}; expected CheXpert's Path, Frontal/Lateral and 14 labels")
+    if miss: raise ValueError(
+        f"label table {src if not isinstance(src, pd.DataFrame) else '<DataFrame>'}: "
+        f"missing column(s) {miss}; expected CheXpert's Path, Frontal/Lateral and 14 labels")
     return df
 
 # %% ../nbs/14_eval_sets.ipynb #9df0a977
 def gloria_5x200_mask(table: pd.DataFrame, cls: str) -> pd.Series:
-    "Rows GLoRIA's 5x200 rule admits for `cls`: frontal, `cls`==1, every other label but No Finding ==0 (blank=0)."
-    if cls not in CHEXPERT_5: raise ValueError(f"5x200 class {cls!r} unknown; expected one of {CHEXPERT_5}")
+    "GLoRIA's 5x200 rule for `cls`: frontal, `cls`==1, all others but No Finding ==0 (blank=0)."
+    if cls not in CHEXPERT_5:
+        raise ValueError(f"5x200 class {cls!r} unknown; expected one of {CHEXPERT_5}")
     lab = table[CHEXPERT_LABELS].fillna(0)
     others = [c for c in CHEXPERT_LABELS if c not in ('No Finding', cls)]
-    return (table['Frontal/Lateral'] == 'Frontal') & (lab[cls] == 1) & (lab[others] == 0).all(axis=1)
+    return ((table['Frontal/Lateral'] == 'Frontal') & (lab[cls] == 1)
+            & (lab[others] == 0).all(axis=1))
 
 # %% ../nbs/14_eval_sets.ipynb #d7db748a
 def _draw(paths: pd.Series, n: int, seed: int, salt: int, what: str) -> list:
@@ -97,27 +107,31 @@ def _draw(paths: pd.Series, n: int, seed: int, salt: int, what: str) -> list:
     pick = np.random.default_rng([seed, salt]).choice(len(pool), size=n, replace=False)
     return sorted(pool[i] for i in pick)
 
-def chexpert_5x200(table, per_class: int = 200, seed: int = 0, name: str = 'chexpert_5x200', root=None,
-                   classes=CHEXPERT_5) -> EvalSet:
-    "GLoRIA's CheXpert 5x200: `per_class` frontal images per class, exclusively positive among the 5 tasks and 8 others."
+def chexpert_5x200(table, per_class: int = 200, seed: int = 0, name: str = 'chexpert_5x200',
+                   root=None, classes=CHEXPERT_5) -> EvalSet:
+    "GLoRIA's CheXpert 5x200: `per_class` frontal images a class, positive for that class only."
     table = read_label_table(table)
     rows = []
     for cls in classes:
         k = CHEXPERT_5.index(cls) if cls in CHEXPERT_5 else -1
-        picks = _draw(table.loc[gloria_5x200_mask(table, cls), 'Path'], per_class, seed, k, f"5x200 class {cls!r}")
+        picks = _draw(table.loc[gloria_5x200_mask(table, cls), 'Path'], per_class, seed, k,
+                      f"5x200 class {cls!r}")
         rows += [(p, cls) for p in picks]
     items = pd.DataFrame(rows, columns=['path', 'label'])
-    if 'Report Impression' in table.columns:       # GLoRIA merges the master CSV's impressions: kept in memory only
-        items['text'] = items['path'].map(table.drop_duplicates('Path').set_index('Path')['Report Impression']).fillna('')
+    if 'Report Impression' in table.columns:   # GLoRIA merges the impressions: kept in memory only
+        items['text'] = items['path'].map(
+            table.drop_duplicates('Path').set_index('Path')['Report Impression']).fillna('')
     return EvalSet(name, items, list(classes), root, source=f'GLoRIA 5x200 rule, seed {seed}')
 
 # %% ../nbs/14_eval_sets.ipynb #1228e756
 def exclusive_mask(table: pd.DataFrame, cls: str) -> pd.Series:
-    "Frontal rows positive for `cls` and 0/blank for all 13 other CheXpert labels (no uncertain anywhere)."
-    if cls not in CHEXPERT_LABELS: raise ValueError(f"class {cls!r} unknown; expected one of {CHEXPERT_LABELS}")
+    "Frontal rows positive for `cls` and 0/blank for the 13 other CheXpert labels (none uncertain)."
+    if cls not in CHEXPERT_LABELS:
+        raise ValueError(f"class {cls!r} unknown; expected one of {CHEXPERT_LABELS}")
     lab = table[CHEXPERT_LABELS].fillna(0)
     others = [c for c in CHEXPERT_LABELS if c != cls]
-    return (table['Frontal/Lateral'] == 'Frontal') & (lab[cls] == 1) & (lab[others] == 0).all(axis=1)
+    return ((table['Frontal/Lateral'] == 'Frontal') & (lab[cls] == 1)
+            & (lab[others] == 0).all(axis=1))
 
 def patient_of(path: str) -> str:
     "The patient folder of a CheXpert-style path `.../patientX/studyY/viewZ.jpg`."
@@ -133,27 +147,33 @@ def chexpert_8x200(table, per_class: int = 200, queries_per_class: int = 10, see
     for k, cls in enumerate(classes):
         paths = table.loc[exclusive_mask(table, cls), 'Path']
         if len(paths) < per_class + queries_per_class:
-            raise ValueError(f"8x200 class {cls!r}: only {len(paths)} eligible images, need {per_class + queries_per_class} "
+            raise ValueError(f"8x200 class {cls!r}: only {len(paths)} eligible images, "
+                             f"need {per_class + queries_per_class} "
                              f"({queries_per_class} queries + {per_class} candidates)")
         queries = _draw(paths, queries_per_class, seed, 100 + k, f"8x200 queries {cls!r}")
         taken = {patient_of(p) for p in queries}
-        cands = _draw(paths[[patient_of(p) not in taken for p in paths]], per_class, seed, 200 + k, f"8x200 candidates {cls!r}")
+        cands = _draw(paths[[patient_of(p) not in taken for p in paths]], per_class, seed, 200 + k,
+                      f"8x200 candidates {cls!r}")
         q_rows += [(p, cls) for p in queries]; c_rows += [(p, cls) for p in cands]
     src = f'ConVIRT 8x200 rule (queries: documented equivalent), seed {seed}'
-    return (EvalSet('chexpert_8x200_query', pd.DataFrame(q_rows, columns=['path', 'label']), list(classes), root, src),
-            EvalSet('chexpert_8x200_candidate', pd.DataFrame(c_rows, columns=['path', 'label']), list(classes), root, src))
+    return (EvalSet('chexpert_8x200_query', pd.DataFrame(q_rows, columns=['path', 'label']),
+                    list(classes), root, src),
+            EvalSet('chexpert_8x200_candidate', pd.DataFrame(c_rows, columns=['path', 'label']),
+                    list(classes), root, src))
 
 # %% ../nbs/14_eval_sets.ipynb #642d622c
 def rsna_patient_labels(src) -> pd.DataFrame:
-    "One row per patientId (sorted) with Target = 1 if any box, from a Kaggle `stage_2_train_labels.csv`."
+    "One row per patientId (sorted), Target = 1 if any box, from `stage_2_train_labels.csv`."
     df = src.copy() if isinstance(src, pd.DataFrame) else pd.read_csv(src)
     miss = [c for c in ('patientId', 'Target') if c not in df.columns]
-    if miss: raise ValueError(f"RSNA label table {src if not isinstance(src, pd.DataFrame) else '<DataFrame>'}: "
-                              f"missing column(s) {miss}; expected Kaggle's patientId,x,y,width,height,Target")
+    if miss: raise ValueError(
+        f"RSNA label table {src if not isinstance(src, pd.DataFrame) else '<DataFrame>'}: "
+        f"missing column(s) {miss}; expected Kaggle's patientId,x,y,width,height,Target")
     return df.groupby('patientId', sort=True)['Target'].max().astype(int).reset_index()
 
-def rsna_gloria_split(src, seed: int = 0, test_frac: float = 0.15, image_dir: str = 'stage_2_train_images') -> dict:
-    "GLoRIA's 70/15/15 RSNA split: {'train','valid','test'} EvalSets of `<image_dir>/<patientId>.dcm`."
+def rsna_gloria_split(src, seed: int = 0, test_frac: float = 0.15,
+                      image_dir: str = 'stage_2_train_images') -> dict:
+    "GLoRIA's 70/15/15 RSNA split: {'train','valid','test'} EvalSets of `<image_dir>/<id>.dcm`."
     from sklearn.model_selection import train_test_split
     lab = rsna_patient_labels(src)
     train, rest = train_test_split(lab, test_size=test_frac * 2, random_state=seed)
@@ -161,7 +181,8 @@ def rsna_gloria_split(src, seed: int = 0, test_frac: float = 0.15, image_dir: st
     def mk(d, split):
         items = pd.DataFrame({'path': [f'{image_dir}/{p}.dcm' for p in d['patientId']],
                               'label': [RSNA_CLASSES[t] for t in d['Target']]})
-        return EvalSet(f'rsna_{split}', items, RSNA_CLASSES, source=f'GLoRIA 70/15/15 split, random_state {seed}')
+        return EvalSet(f'rsna_{split}', items, RSNA_CLASSES,
+                       source=f'GLoRIA 70/15/15 split, random_state {seed}')
     return {'train': mk(train, 'train'), 'valid': mk(valid, 'valid'), 'test': mk(test, 'test')}
 
 # %% ../nbs/14_eval_sets.ipynb #3c3943ca
@@ -171,82 +192,92 @@ def read_alta_rsna_list(path, name: str | None = None) -> EvalSet:
     for i, line in enumerate(Path(path).read_text().splitlines(), 1):
         parts = line.split()
         if not parts: continue
-        if len(parts) != 2 or parts[1] not in ('0', '1'):
-            raise ValueError(f"{path} line {i}: expected '<folder>/<patientId>.dcm <0|1>', got {line!r}")
+        if len(parts) != 2 or parts[1] not in ('0', '1'): raise ValueError(
+            f"{path} line {i}: expected '<folder>/<patientId>.dcm <0|1>', got {line!r}")
         rows.append((parts[0], RSNA_CLASSES[int(parts[1])]))
-    return EvalSet(name or Path(path).stem, pd.DataFrame(rows, columns=['path', 'label']), RSNA_CLASSES, source=str(path))
+    return EvalSet(name or Path(path).stem, pd.DataFrame(rows, columns=['path', 'label']),
+                   RSNA_CLASSES, source=str(path))
 
 # %% ../nbs/14_eval_sets.ipynb #77d4a266
 import alta_nb as _pkg
 EVALSETS_DIR = Path(_pkg.__file__).parent/'evalsets'    # shipped with the package (package-data)
-SHIPPED = {  # name -> (file, classes): our rebuilds from public label tables, nothing fetched from another repository
+SHIPPED = {  # name -> (file, classes): rebuilt from public label tables, nothing fetched
     'chexpert_5x200': ('chexpert_5x200.csv', CHEXPERT_5),
     'chexpert_8x200_query': ('chexpert_8x200_query.csv', CHEXPERT_8),
     'chexpert_8x200_candidate': ('chexpert_8x200_candidate.csv', CHEXPERT_8),
     'rsna_gloria_valid': ('rsna_gloria_valid.csv', RSNA_CLASSES),
-    'rsna_gloria_test': ('rsna_gloria_test.csv', RSNA_CLASSES),
-}
+    'rsna_gloria_test': ('rsna_gloria_test.csv', RSNA_CLASSES)}
 
 def shipped_sums(d=None) -> dict:
     "`{file: sha256}` from the shipped `SHA256SUMS`."
     p = Path(d or EVALSETS_DIR)/'SHA256SUMS'
-    if not p.exists(): raise FileNotFoundError(f"{p} not found; the kit's id lists are missing (reinstall alta_nb)")
+    if not p.exists(): raise FileNotFoundError(
+        f"{p} not found; the kit's id lists are missing (reinstall alta_nb)")
     return {ln.split()[1]: ln.split()[0] for ln in p.read_text().splitlines() if ln.strip()}
 
 def shipped_set(name: str, root=None, d=None) -> EvalSet:
     "A shipped id list by name (see `SHIPPED`), checksum verified; `root` = where its images live."
-    if name not in SHIPPED: raise ValueError(f"no shipped eval set {name!r}; choose one of {list(SHIPPED)}")
+    if name not in SHIPPED:
+        raise ValueError(f"no shipped eval set {name!r}; choose one of {list(SHIPPED)}")
     fname, classes = SHIPPED[name]
     d = Path(d or EVALSETS_DIR)
     return read_id_list(d/fname, name, classes, root, sha256=shipped_sums(d).get(fname))
 
 def build_public_lists(chexpert_train, rsna_labels, dest=None, seed: int = 0) -> dict:
-    "Rebuild our shipped id lists from the public label tables; with `dest`, write them and their `SHA256SUMS` there."
+    "Rebuild the shipped id lists from public label tables; with `dest`, write them + `SHA256SUMS`."
     sets = {'chexpert_5x200': chexpert_5x200(chexpert_train, 200, seed)}
-    sets['chexpert_8x200_query'], sets['chexpert_8x200_candidate'] = chexpert_8x200(chexpert_train, 200, 10, seed)
+    sets['chexpert_8x200_query'], sets['chexpert_8x200_candidate'] = chexpert_8x200(
+        chexpert_train, 200, 10, seed)
     sp = rsna_gloria_split(rsna_labels, seed)
     sets['rsna_gloria_valid'], sets['rsna_gloria_test'] = sp['valid'], sp['test']
     if dest:
         dest = Path(dest)
         sums = {SHIPPED[n][0]: write_id_list(es, dest/SHIPPED[n][0]) for n, es in sets.items()}
-        with atomic_write(dest/'SHA256SUMS') as f: f.write(''.join(f'{v}  {k}\n' for k, v in sorted(sums.items())))
+        with atomic_write(dest/'SHA256SUMS') as f:
+            f.write(''.join(f'{v}  {k}\n' for k, v in sorted(sums.items())))
     return sets
 
 # %% ../nbs/14_eval_sets.ipynb #1e3c0060
-ALTA_URL, CONVIRT_URL = 'https://github.com/DopamineLcy/ALTA', 'https://github.com/yuhaozhang/convirt'
+ALTA_URL, CONVIRT_URL = ('https://github.com/DopamineLcy/ALTA',
+                         'https://github.com/yuhaozhang/convirt')
 
 def _checkout_file(repo, rel: str, url: str) -> Path:
-    "`repo/rel`, or a one-line FileNotFoundError naming the expected file and the repository to clone."
+    "`repo/rel`, or a one-line FileNotFoundError naming the file and the repository to clone."
     f = Path(repo)/rel
-    if not f.is_file(): raise FileNotFoundError(f"{f} not found: expected a checkout of {url} holding {rel}")
+    if not f.is_file():
+        raise FileNotFoundError(f"{f} not found: expected a checkout of {url} holding {rel}")
     return f
 
 def _read_columns(f: Path, cols) -> pd.DataFrame:
-    "Only the columns `cols` of CSV `f` (others, e.g. report text, are never loaded); one-line error if any is missing."
+    "Columns `cols` of CSV `f` only (a report is never loaded); one-line error if any is missing."
     have = list(pd.read_csv(f, nrows=0).columns)
     miss = [c for c in cols if c not in have]
-    if miss: raise ValueError(f"{f}: missing column(s) {miss}; has {have[:8]}{' …' if len(have) > 8 else ''}")
+    if miss: raise ValueError(f"{f}: missing column(s) {miss}; "
+                              f"has {have[:8]}{' …' if len(have) > 8 else ''}")
     return pd.read_csv(f, usecols=list(cols))
 
 def _one_positive(f: Path, df: pd.DataFrame, cols) -> list:
-    "The single column equal to 1 in each row of `df[cols]`; a row with none or several is refused, by number."
+    "The one column equal to 1 in each row of `df[cols]`; a row with none or several is refused."
     pos = (df[list(cols)] == 1).to_numpy()
     bad = np.flatnonzero(pos.sum(1) != 1)
-    if len(bad): raise ValueError(f"{f} row {bad[0] + 1}: expected exactly one of {list(cols)} equal to 1, "
-                                  f"got {int(pos[bad[0]].sum())} ({len(bad)} such rows)")
+    if len(bad): raise ValueError(
+        f"{f} row {bad[0] + 1}: expected exactly one of {list(cols)} equal to 1, "
+        f"got {int(pos[bad[0]].sum())} ({len(bad)} such rows)")
     return [cols[i] for i in pos.argmax(1)]
 
 # %% ../nbs/14_eval_sets.ipynb #6d58f7a6
 def official_lists(alta_repo=None, convirt_repo=None) -> dict:
-    "ALTA's and/or ConVIRT's released evaluation lists as EvalSets, read from local checkouts (ids + labels only)."
+    "ALTA's and/or ConVIRT's released eval lists as EvalSets, from local checkouts (ids, labels)."
     if not alta_repo and not convirt_repo:
-        raise ValueError(f"official_lists: give alta_repo (a checkout of {ALTA_URL}) and/or convirt_repo (of {CONVIRT_URL})")
+        raise ValueError(f"official_lists: give alta_repo (a checkout of {ALTA_URL}) "
+                         f"and/or convirt_repo (of {CONVIRT_URL})")
     sets = {}
     if alta_repo:
         f = _checkout_file(alta_repo, 'CheXpert5X200_dataset/chexpert_5x200.csv', ALTA_URL)
         c5 = _read_columns(f, ['Path', *CHEXPERT_5])                   # report text is never read
         sets['chexpert_5x200_alta'] = EvalSet('chexpert_5x200_alta', pd.DataFrame(
-            {'path': c5['Path'], 'label': _one_positive(f, c5, CHEXPERT_5)}), CHEXPERT_5, source=str(f))
+            {'path': c5['Path'], 'label': _one_positive(f, c5, CHEXPERT_5)}), CHEXPERT_5,
+            source=str(f))
         for split in ('val', 'test'):
             f = _checkout_file(alta_repo, f'RSNA_dataset/{split}_list.txt', ALTA_URL)
             sets[f'rsna_alta_{split}'] = read_alta_rsna_list(f, f'rsna_alta_{split}')
@@ -257,27 +288,29 @@ def official_lists(alta_repo=None, convirt_repo=None) -> dict:
             {'path': q['Path'], 'label': q['Variable']}), CHEXPERT_8, source=str(f))
         f = _checkout_file(convirt_repo, 'image-retrieval/candidate.csv', CONVIRT_URL)
         c = _read_columns(f, ['Path', *CHEXPERT_LABELS])
-        sets['chexpert_8x200_convirt_candidate'] = EvalSet('chexpert_8x200_convirt_candidate', pd.DataFrame(
-            {'path': c['Path'], 'label': _one_positive(f, c, CHEXPERT_LABELS)}), CHEXPERT_8, source=str(f))
+        sets['chexpert_8x200_convirt_candidate'] = EvalSet('chexpert_8x200_convirt_candidate',
+            pd.DataFrame({'path': c['Path'], 'label': _one_positive(f, c, CHEXPERT_LABELS)}),
+            CHEXPERT_8, source=str(f))
     return sets
 
 # %% ../nbs/14_eval_sets.ipynb #0272fccf
 def convirt_text_queries(convirt_repo) -> dict:
-    "ConVIRT's expert-written 8x200 text queries `{class: [sentences]}` (CHEXPERT_8 order), from a local checkout."
+    "ConVIRT's 8x200 text queries `{class: [sentences]}` (CHEXPERT_8 order), from a local checkout."
     f = _checkout_file(convirt_repo, 'text-retrieval/query.csv', CONVIRT_URL)
     t = _read_columns(f, ['Variable', 'Text'])
     bad = sorted(set(t['Variable']) - set(CHEXPERT_8))
     if bad: raise ValueError(f"{f}: classes {bad} are not among the 8x200 classes {CHEXPERT_8}")
-    return {c: t.loc[t['Variable'] == c, 'Text'].tolist() for c in CHEXPERT_8 if (t['Variable'] == c).any()}
+    return {c: t.loc[t['Variable'] == c, 'Text'].tolist()
+            for c in CHEXPERT_8 if (t['Variable'] == c).any()}
 
 # %% ../nbs/14_eval_sets.ipynb #fa55f1a4
 def check_images(es: EvalSet, root=None, show: int = 5) -> Path:
-    "Raise FileNotFoundError naming the first `show` ids of `es` missing under `root`; return the root."
+    "Raise FileNotFoundError naming the first `show` ids of `es` missing under `root`; return root."
     root = Path(root or es.root or '.')
     missing = [p for p in es.items['path'] if not (root/p).exists()]
-    if missing:
-        raise FileNotFoundError(f"eval set {es.name!r}: {len(missing)} of {len(es)} ids not found under {root}: "
-                                f"{', '.join(missing[:show])}{' …' if len(missing) > show else ''}")
+    if missing: raise FileNotFoundError(
+        f"eval set {es.name!r}: {len(missing)} of {len(es)} ids not found under {root}: "
+        f"{', '.join(missing[:show])}{' …' if len(missing) > show else ''}")
     return root
 
 # %% ../nbs/14_eval_sets.ipynb #353ccb06
@@ -287,27 +320,28 @@ def _ensure_roots(cfg):
     return ensure_chexpert_like(cfg), ensure_rsna_like(cfg)
 
 def usable_classes(table, classes, need: int, mask=exclusive_mask) -> tuple[list, dict]:
-    "The `classes` with >= `need` eligible images under `mask`, and `{dropped class: eligible count}`."
+    "The `classes` with >= `need` eligible images under `mask`, and `{dropped class: count}`."
     counts = {c: int(mask(table, c).sum()) for c in classes}
     return [c for c in classes if counts[c] >= need], {c: n for c, n in counts.items() if n < need}
 
 def eval_sets_for(cfg, queries_per_class: int | None = None, chexpert_root=None, rsna_root=None,
                   drop_short: bool = True) -> dict:
-    "The 5x200, 8x200 (query, candidate) and RSNA test sets built on the config's CheXpert-/RSNA-shaped roots."
+    "The 5x200, 8x200 (query, candidate) and RSNA test sets on the config's CheXpert/RSNA roots."
     if chexpert_root is None or rsna_root is None:
         c_root, r_root = _ensure_roots(cfg)
         chexpert_root, rsna_root = chexpert_root or c_root, rsna_root or r_root
     chexpert_root, rsna_root = Path(chexpert_root), Path(rsna_root)
     table = read_label_table(chexpert_root/'train.csv')
     n, q = cfg.eval_per_class, queries_per_class or max(1, cfg.eval_per_class // 4)
-    img_root = chexpert_root.parent            # CheXpert paths start with the root's own folder name
+    img_root = chexpert_root.parent            # CheXpert paths start with the root's folder name
     c5, c8, dropped = CHEXPERT_5, CHEXPERT_8, {}
     if drop_short:
         c5, d5 = usable_classes(table, CHEXPERT_5, n, gloria_5x200_mask)
         c8, d8 = usable_classes(table, CHEXPERT_8, n + q)
         dropped = {'chexpert_5x200': d5, 'chexpert_8x200': d8}
     sets = {'chexpert_5x200': chexpert_5x200(table, n, cfg.seed, root=img_root, classes=c5)}
-    sets['chexpert_8x200_query'], sets['chexpert_8x200_candidate'] = chexpert_8x200(table, n, q, cfg.seed, classes=c8, root=img_root)
+    sets['chexpert_8x200_query'], sets['chexpert_8x200_candidate'] = chexpert_8x200(
+        table, n, q, cfg.seed, classes=c8, root=img_root)
     rs = rsna_gloria_split(rsna_root/'stage_2_train_labels.csv', cfg.seed)
     sets['rsna_test'] = rs['test']; sets['rsna_test'].root = rsna_root
     for es in sets.values(): check_images(es)

@@ -19,16 +19,14 @@ __all__ = ['DICOM_SUFFIXES', 'MEAN', 'STD', 'CACHE_VERSION', 'read_dicom', 'read
 
 # %% ../nbs/03_images.ipynb #f8fcbffd
 DICOM_SUFFIXES = ('.dcm', '.dicom', '.dic')
-
 def _is_dicom(path: Path) -> bool:
     if path.suffix.lower() in DICOM_SUFFIXES: return True
     try:
         with open(path, 'rb') as f: head = f.read(132)
     except OSError: return False
     return head[128:132] == b'DICM'
-
 def _png_sbit(path: Path) -> int | None:
-    "The significant bits a greyscale PNG states in its `sBIT` chunk (Pillow does not read it), or None."
+    "The significant bits a greyscale PNG states in its `sBIT` chunk (Pillow ignores it), or None."
     with open(path, 'rb') as f:
         if f.read(8) != b'\x89PNG\r\n\x1a\n': return None
         while len(head := f.read(8)) == 8 and head[4:] not in (b'IDAT', b'IEND'):
@@ -37,51 +35,65 @@ def _png_sbit(path: Path) -> int | None:
     return None
 
 def _open_pil(path: Path, draft_size: int | None = None) -> Image.Image:
-    "Open and fully decode an image with Pillow (JPEG `draft` mode decodes at a reduced scale when allowed)."
+    "Open and fully decode an image with Pillow (JPEG `draft` mode: at a reduced scale if allowed)."
     if not path.exists(): raise FileNotFoundError(f"{path}: image file does not exist")
     try:
         img = Image.open(path)
         if draft_size and img.format == 'JPEG': img.draft('L', (draft_size, draft_size))
         img.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"{path}: corrupt or truncated image ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        raise ValueError(f"{path}: corrupt or truncated image ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
     if img.format == 'PNG' and img.mode.startswith('I'): img.info['sbit'] = _png_sbit(path)
     return img
 
-# %% ../nbs/03_images.ipynb #bd9a7d62
-_DECODERS = {'1.2.840.10008.1.2.4.90': 'pylibjpeg pylibjpeg-openjpeg', '1.2.840.10008.1.2.4.91': 'pylibjpeg pylibjpeg-openjpeg',
-             '1.2.840.10008.1.2.4.50': 'pylibjpeg pylibjpeg-libjpeg', '1.2.840.10008.1.2.4.51': 'pylibjpeg pylibjpeg-libjpeg',
-             '1.2.840.10008.1.2.4.57': 'pylibjpeg pylibjpeg-libjpeg', '1.2.840.10008.1.2.4.70': 'pylibjpeg pylibjpeg-libjpeg',
-             '1.2.840.10008.1.2.4.80': 'pylibjpeg pylibjpeg-libjpeg', '1.2.840.10008.1.2.4.81': 'pylibjpeg pylibjpeg-libjpeg',
-             '1.2.840.10008.1.2.4.201': 'pylibjpeg pylibjpeg-openjpeg', '1.2.840.10008.1.2.4.203': 'pylibjpeg pylibjpeg-openjpeg'}
+_DECODERS = {'1.2.840.10008.1.2.4.90': 'pylibjpeg pylibjpeg-openjpeg',
+             '1.2.840.10008.1.2.4.91': 'pylibjpeg pylibjpeg-openjpeg',
+             '1.2.840.10008.1.2.4.50': 'pylibjpeg pylibjpeg-libjpeg',
+             '1.2.840.10008.1.2.4.51': 'pylibjpeg pylibjpeg-libjpeg',
+             '1.2.840.10008.1.2.4.57': 'pylibjpeg pylibjpeg-libjpeg',
+             '1.2.840.10008.1.2.4.70': 'pylibjpeg pylibjpeg-libjpeg',
+             '1.2.840.10008.1.2.4.80': 'pylibjpeg pylibjpeg-libjpeg',
+             '1.2.840.10008.1.2.4.81': 'pylibjpeg pylibjpeg-libjpeg',
+             '1.2.840.10008.1.2.4.201': 'pylibjpeg pylibjpeg-openjpeg',
+             '1.2.840.10008.1.2.4.203': 'pylibjpeg pylibjpeg-openjpeg'}
 
+# %% ../nbs/03_images.ipynb #bd9a7d62
 def _dicom_pixels(path: Path):
-    "The dataset and raw pixel array of a DICOM file, or a one-line error naming the file and what is wrong."
+    "The dataset and raw pixel array of a DICOM file, or a one-line error naming file and fault."
     import pydicom
     from pydicom.errors import InvalidDicomError
     try:
         try: ds = pydicom.dcmread(path)
-        except InvalidDicomError: ds = pydicom.dcmread(path, force=True)     # no preamble / file meta
+        except InvalidDicomError: ds = pydicom.dcmread(path, force=True)  # no preamble/file meta
     except Exception as e:
-        raise ValueError(f"{path}: corrupt or truncated DICOM ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-    if 'PixelData' not in ds: raise ValueError(f"{path}: DICOM has no pixel data (PixelData tag missing)")
+        raise ValueError(f"{path}: corrupt or truncated DICOM ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    if 'PixelData' not in ds:
+        raise ValueError(f"{path}: DICOM has no pixel data (PixelData tag missing)")
     if 'TransferSyntaxUID' not in getattr(ds, 'file_meta', {}):
         ds.file_meta = getattr(ds, 'file_meta', pydicom.dataset.FileMetaDataset())
-        ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian   # the default of a meta-less file
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian   # meta-less default
     ts = ds.file_meta.TransferSyntaxUID
     try: arr = ds.pixel_array
     except Exception as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if ts.is_compressed and ('plugin' in msg.lower() or 'decod' in msg.lower() or 'missing' in msg.lower()):
-            raise ValueError(f"{path}: cannot decode transfer syntax '{ts.name}' ({ts}): no decoder installed; "
-                             f"pip install {_DECODERS.get(str(ts), 'pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg')}") from None
+        if ts.is_compressed and ('plugin' in msg.lower() or 'decod' in msg.lower()
+                                 or 'missing' in msg.lower()):
+            raise ValueError(
+                f"{path}: cannot decode transfer syntax '{ts.name}' ({ts}): no decoder installed; "
+                "pip install "
+                f"{_DECODERS.get(str(ts), 'pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg')}"
+            ) from None
         raise ValueError(f"{path}: corrupt or truncated DICOM pixel data ({msg})") from None
-    if arr.ndim != 2: raise ValueError(f"{path}: expected a single-frame greyscale image, got pixel array of shape {arr.shape}")
+    if arr.ndim != 2:
+        raise ValueError(f"{path}: expected a single-frame greyscale image, "
+                         f"got pixel array of shape {arr.shape}")
     return ds, arr
 
 # %% ../nbs/03_images.ipynb #23d2850c
 def _dicom_unit(ds, arr: np.ndarray) -> np.ndarray:
-    "Stored pixel values → float32 [0,1]: modality LUT, VOI LUT, scaling by the value range, MONOCHROME1 inverted."
+    "Stored values → float32 [0,1]: modality LUT, VOI LUT, range scaling, MONOCHROME1 inverted."
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
     bits = int(ds.get('BitsStored', 8 * arr.dtype.itemsize))
     signed = int(ds.get('PixelRepresentation', 0)) == 1
@@ -98,7 +110,6 @@ def _dicom_unit(ds, arr: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0, 1).astype(np.float32)
     if str(ds.get('PhotometricInterpretation', 'MONOCHROME2')).strip() == 'MONOCHROME1': x = 1.0 - x
     return x
-
 def read_dicom(path) -> np.ndarray:
     "A DICOM radiograph as float32 H×W in [0,1], LUTs applied, MONOCHROME1 inverted (bone bright)."
     path = Path(path)
@@ -107,20 +118,20 @@ def read_dicom(path) -> np.ndarray:
 
 # %% ../nbs/03_images.ipynb #20cafc9b
 def _pil_to_float(img: Image.Image) -> np.ndarray:
-    "A Pillow image as float32 [0,1]; 16-bit images by their stated depth (PNG `sBIT`), else by the rule below, with a warning."
+    "A Pillow image as float32 [0,1]; 16-bit by its PNG `sBIT` depth, else the rule below (warned)."
     if img.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
         a = np.asarray(img, dtype=np.float32)
         bits = img.info.get('sbit')
-        if not bits:     # rule: the smallest of 8/10/12/14/16 bits that holds the maximum (16-bit stays 16)
+        if not bits:     # rule: the fewest of 8/10/12/14/16 bits holding the maximum
             bits = next(b for b in (8, 10, 12, 14, 16, 32) if a.max() <= 2 ** b - 1)
             if bits < 16:
-                warnings.warn(f"16-bit image without a stated bit depth (a PNG sBIT chunk): read as {bits}-bit (the smallest of 8/10/12/14/16 bits holding "
+                warnings.warn(f"16-bit image without a stated bit depth (a PNG sBIT chunk): read "
+                              f"as {bits}-bit (the smallest of 8/10/12/14/16 bits holding "
                               f"its maximum); write an sBIT chunk to state the depth", stacklevel=3)
         return np.clip(a / (2.0 ** min(bits, 16) - 1), 0, 1)
     if img.mode == 'F': return _float_unit(img)
     if img.mode != 'L': img = img.convert('L')
     return np.asarray(img, dtype=np.float32) / 255.0
-
 def _float_unit(img: Image.Image) -> np.ndarray:
     "A float image (a 32-bit TIFF) in [0,1]: as is if inside [0,1], else by its min/max (warns)."
     a = np.array(img, dtype=np.float32); name = getattr(img, 'filename', '') or 'float image'
@@ -132,16 +143,17 @@ def _float_unit(img: Image.Image) -> np.ndarray:
     return (a - lo) / max(hi - lo, 1e-12)
 
 def _decode(path: Path, draft_size: int | None = None):
-    "A Pillow image, or a DICOM's float [0,1] array: DICOM by suffix or preamble, else by content when Pillow cannot read it."
+    "A Pillow image, or a DICOM's [0,1] array (by suffix, preamble, or content Pillow can't read)."
     if _is_dicom(path): return read_dicom(path)
     try: return _open_pil(path, draft_size)
     except ValueError as e:
-        try: return read_dicom(path)           # an old DICOM: no suffix, no preamble (pydicom force=True)
-        except Exception as d: raise ValueError(f"{e}; not DICOM either ({str(d).split(': ', 1)[-1]}); re-export or replace the file") from None
+        try: return read_dicom(path)           # an old DICOM: no suffix, no preamble (force=True)
+        except Exception as d:
+            raise ValueError(f"{e}; not DICOM either ({str(d).split(': ', 1)[-1]}); re-export or "
+                             "replace the file") from None
 
-# %% ../nbs/03_images.ipynb #3fb4df5b
 def read_image(path) -> np.ndarray:
-    "Any radiograph (JPG/PNG/DICOM, a DICOM also without suffix or preamble) as float32 H×W in [0,1], bone bright."
+    "Any radiograph (JPG/PNG/DICOM, even suffix-/preamble-less) as float32 H×W [0,1], bone bright."
     x = _decode(Path(path))
     return x if isinstance(x, np.ndarray) else _pil_to_float(x)
 
@@ -155,13 +167,12 @@ def pydicom_testfile(name: str):
 
 # %% ../nbs/03_images.ipynb #1ab15367
 import contextlib
-
 @contextlib.contextmanager
 def without_dicom_decoders(*names: str):
-    "Temporarily hide pydicom's decoder plugins of the named decoders (default: JPEG 2000), as on a machine without them."
+    "Hide pydicom's plugins of the named decoders (default: JPEG 2000), as on machines without."
     import pydicom.pixels.decoders as D
     decs = [getattr(D, n) for n in (names or ('JPEG2000LosslessDecoder', 'JPEG2000Decoder'))]
-    saved = [dict(d._available) for d in decs]          # pydicom keeps the usable plugins in `_available`
+    saved = [dict(d._available) for d in decs]          # pydicom's usable plugins: `_available`
     try:
         for d in decs: d._available.clear()
         yield
@@ -172,9 +183,8 @@ def without_dicom_decoders(*names: str):
 def resize_size(crop: int) -> int:
     "Shorter-side size before the centre crop: 8/7 of the crop (official 256→224, 512→448)."
     return int(round(crop * 8 / 7))
-
 def preprocess_u8(path, crop: int) -> np.ndarray:
-    "Read `path`, resize its shorter side to `resize_size(crop)` (bicubic, aspect kept), centre-crop to crop×crop, as uint8."
+    "Read `path`, resize short side to `resize_size(crop)` (bicubic), centre-crop crop², as uint8."
     path = Path(path); rs = resize_size(crop)
     img = _decode(path, draft_size=rs)
     if isinstance(img, np.ndarray): img = Image.fromarray(img, mode='F')
@@ -193,36 +203,35 @@ def preprocess_u8(path, crop: int) -> np.ndarray:
 
 # %% ../nbs/03_images.ipynb #cd20e245
 MEAN, STD = 0.4785, 0.2834
-
 def sample_aug(generator: torch.Generator | None = None) -> dict:
     "Random parameters of the official train augmentation (drawn from torch's RNG)."
     u = lambda a, b: float(torch.empty(1).uniform_(a, b, generator=generator))
-    return dict(angle=u(-20, 20), tx=u(-.1, .1), ty=u(-.1, .1), scale=u(.95, 1.05), shear=u(-10, 10),
-                brightness=u(.8, 1.2), contrast=u(.8, 1.2), order=int(torch.randint(2, (1,), generator=generator)))
-
+    return dict(angle=u(-20, 20), tx=u(-.1, .1), ty=u(-.1, .1), scale=u(.95, 1.05),
+                shear=u(-10, 10), brightness=u(.8, 1.2), contrast=u(.8, 1.2),
+                order=int(torch.randint(2, (1,), generator=generator)))
 def apply_aug(a: np.ndarray, p: dict) -> np.ndarray:
-    "Apply `sample_aug` parameters to a uint8 (H,W) image, on PIL exactly as the official torchvision transforms do."
+    "Apply `sample_aug` parameters to a uint8 (H,W) image on PIL, as the official torchvision does."
     import torchvision.transforms.functional as TF
     from torchvision.transforms import InterpolationMode
     img = Image.fromarray(np.ascontiguousarray(a))
     h, w = a.shape
-    img = TF.affine(img, angle=p['angle'], translate=[int(round(p['tx'] * w)), int(round(p['ty'] * h))], scale=p['scale'],
+    img = TF.affine(img, angle=p['angle'],
+                    translate=[int(round(p['tx'] * w)), int(round(p['ty'] * h))], scale=p['scale'],
                     shear=[p['shear'], 0.0], interpolation=InterpolationMode.NEAREST, fill=0)
-    jitter = [lambda im: TF.adjust_brightness(im, p['brightness']), lambda im: TF.adjust_contrast(im, p['contrast'])]
+    jitter = [lambda im: TF.adjust_brightness(im, p['brightness']),
+              lambda im: TF.adjust_contrast(im, p['contrast'])]
     for k in ((0, 1) if p['order'] == 0 else (1, 0)): img = jitter[k](img)
     return np.asarray(img)
 
 def normalize_np(a: np.ndarray) -> np.ndarray:
-    "uint8 (H,W) or [0,1] float (H,W) array → normalised float32 (3,H,W) array (numpy: single-threaded, cheap on small images)."
+    "uint8 or [0,1] float (H,W) array → normalised float32 (3,H,W) array (numpy: single-threaded)."
     f = a.astype(np.float32) * np.float32(1 / 255) if a.dtype == np.uint8 else a.astype(np.float32)
     f = (f - np.float32(MEAN)) * np.float32(1 / STD)
     return np.ascontiguousarray(np.broadcast_to(f, (3, *f.shape)))
-
 def normalize(x) -> torch.Tensor:
-    "uint8 (H,W) array, [0,1] float (H,W) array or (1,H,W) tensor → normalised float tensor (3,H,W)."
+    "uint8 or [0,1] float (H,W) array, or (1,H,W) tensor → normalised float tensor (3,H,W)."
     if torch.is_tensor(x): return ((x.float() - MEAN) / STD).expand(3, *x.shape[-2:]).contiguous()
     return torch.from_numpy(normalize_np(x))
-
 def to_tensor_u8(a: np.ndarray) -> torch.Tensor:
     "uint8 (H,W) → float (1,H,W) in [0,1]."
     if not a.flags.writeable or not a.flags.c_contiguous: a = np.array(a)
@@ -230,8 +239,9 @@ def to_tensor_u8(a: np.ndarray) -> torch.Tensor:
 
 # %% ../nbs/03_images.ipynb #43db746b
 def frontal_small(hi: np.ndarray, size: int, clip: bool = True) -> np.ndarray:
-    "The uint8 high-res frontal resized to size² (bicubic) and normalised to (3,S,S); `clip=False` keeps bicubic overshoot (official)."
-    small = np.asarray(Image.fromarray(hi.astype(np.float32) / 255, mode='F').resize((size, size), Image.BICUBIC))
+    "The uint8 high-res frontal resized to size² (bicubic), normalised; `clip=False`: official."
+    small = np.asarray(Image.fromarray(hi.astype(np.float32) / 255, mode='F')
+                       .resize((size, size), Image.BICUBIC))
     return normalize_np(np.clip(small, 0, 1) if clip else small)
 
 # %% ../nbs/03_images.ipynb #181087b5
@@ -246,10 +256,10 @@ def _to_u8_crop(img, crop: int) -> np.ndarray:
     w, h = f.size; rs = resize_size(crop); s = rs / min(w, h)
     nw, nh = max(rs, int(round(w * s))), max(rs, int(round(h * s)))
     f = f.resize((nw, nh), Image.BICUBIC); l, t = (nw - crop) // 2, (nh - crop) // 2
-    return (np.clip(np.asarray(f.crop((l, t, l + crop, t + crop))), 0, 1) * 255 + .5).astype(np.uint8)
-
+    return (np.clip(np.asarray(f.crop((l, t, l + crop, t + crop))), 0, 1) * 255
+            + .5).astype(np.uint8)
 def image_transform(size: int, train: bool = False):
-    "A callable: path / PIL image / array → normalised float tensor (3,size,size); `train` adds the official augmentations."
+    "A callable: path / PIL image / array → normalised tensor (3,size,size); `train`: augmented."
     def tfm(img):
         a = _to_u8_crop(img, size)
         return normalize(apply_aug(a, sample_aug()) if train else a)
@@ -257,49 +267,53 @@ def image_transform(size: int, train: bool = False):
 
 # %% ../nbs/03_images.ipynb #7b8518dc
 CACHE_VERSION = 1
-
 def _cache_key(root: Path, paths: list, size: int) -> str:
     "A hash of the images' identity (path, size in bytes, mtime), the root and the crop size."
     ident = []
     for p in paths:
         full = root/p
         try: stt = full.stat()
-        except FileNotFoundError: raise FileNotFoundError(f"{full}: image file does not exist") from None
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{full}: image file does not exist") from None
         ident.append((p, stt.st_size, stt.st_mtime_ns))
-    return hashlib.sha1(json.dumps([CACHE_VERSION, str(root.resolve()), size, ident]).encode()).hexdigest()[:20]
+    return hashlib.sha1(json.dumps([CACHE_VERSION, str(root.resolve()), size, ident])
+                        .encode()).hexdigest()[:20]
 
 def _sparse_file(d: Path, f: Path, nbytes: int):
-    "Create `f` (in folder `d`) as `nbytes` sparse zeros unless it exists with that size; the first creator wins."
+    "Create `f` (in `d`) as `nbytes` sparse zeros unless it exists that size; first creator wins."
     if f.exists() and f.stat().st_size == nbytes: return
     fd, tmp = tempfile.mkstemp(dir=d, prefix=f'.{f.name}.')
     os.ftruncate(fd, nbytes); os.close(fd)           # sparse zeros
-    try: os.link(tmp, f)                              # atomic and never replaces: the first creator wins
+    try: os.link(tmp, f)                              # atomic, never replaces: first creator wins
     except FileExistsError: pass
     finally: os.unlink(tmp)
-    if f.stat().st_size != nbytes: raise ValueError(f"{f}: cache file has size {f.stat().st_size}, expected {nbytes}; delete it")
+    if f.stat().st_size != nbytes:
+        raise ValueError(f"{f}: cache file has size {f.stat().st_size}, expected {nbytes}; "
+                         "delete it")
 
 # %% ../nbs/03_images.ipynb #171e3605
 class ImageCache:
-    "uint8 (N,S,S) memory-mapped cache of `preprocess_u8(root/path, size)` for a fixed list of `paths`."
+    "uint8 (N,S,S) memory-mapped cache of `preprocess_u8(root/path, size)` for fixed `paths`."
     def __init__(self, paths, root, size: int, cache_dir=None):
         self.paths, self.root, self.size = [str(p) for p in paths], Path(root), int(size)
         self.key = _cache_key(self.root, self.paths, self.size)
-        self.dir = Path(cache_dir or data_dir()/'cache'); self.dir.mkdir(parents=True, exist_ok=True)
-        self.file, self.flags_file = self.dir/f'{self.key}_{self.size}.u8', self.dir/f'{self.key}_{self.size}.ok'
+        self.dir = Path(cache_dir or data_dir()/'cache')
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.file, self.flags_file = (self.dir/f'{self.key}_{self.size}.u8',
+                                      self.dir/f'{self.key}_{self.size}.ok')
         self.index = {p: i for i, p in enumerate(self.paths)}
         self._create(); self._pid = None
-
     def _create(self):
         n = max(len(self.paths), 1)
-        for f, nbytes in ((self.file, n * self.size * self.size), (self.flags_file, n)): _sparse_file(self.dir, f, nbytes)
+        for f, nbytes in ((self.file, n * self.size * self.size), (self.flags_file, n)):
+            _sparse_file(self.dir, f, nbytes)
 
     def _open(self):
-        if self._pid != os.getpid():                          # (re)open after a DataLoader worker fork
+        if self._pid != os.getpid():               # (re)open after a DataLoader worker fork
             n = max(len(self.paths), 1)
             self.arr = np.memmap(self.file, np.uint8, 'r+', shape=(n, self.size, self.size))
             self.ok = np.memmap(self.flags_file, np.uint8, 'r+', shape=(n,))
             self._pid = os.getpid()
-
     def __len__(self): return len(self.paths)
     @property
     def filled(self) -> int: self._open(); return int(self.ok[:len(self.paths)].sum())
@@ -311,9 +325,7 @@ class ImageCache:
         a = preprocess_u8(self.root/self.paths[i], self.size)
         self.arr[i] = a; self.ok[i] = 1
         return a
-
     def __getitem__(self, path) -> np.ndarray: return self.get(self.index[str(path)])
-
     def __getstate__(self):                                   # picklable for spawn-based workers
         d = dict(self.__dict__); d.pop('arr', None); d.pop('ok', None); d['_pid'] = None; return d
 
@@ -332,7 +344,7 @@ def measure_cache_speedup(paths, root, size: int, cache_dir=None, train: bool = 
     cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix='altacache-'))
     shutil.rmtree(cache_dir, ignore_errors=True)
     c = ImageCache(paths, root, size, cache_dir)
-    a = preprocess_u8(c.root/c.paths[0], size); normalize(apply_aug(a, sample_aug()))   # warm-up: imports are not epoch 1's cost
+    a = preprocess_u8(c.root/c.paths[0], size); normalize(apply_aug(a, sample_aug()))  # warm-up
     e1 = epoch_throughput(c, train); e2 = epoch_throughput(c, train)
     shutil.rmtree(cache_dir, ignore_errors=True)
     return dict(epoch1_img_s=e1, epoch2_img_s=e2, speedup=e2 / e1)

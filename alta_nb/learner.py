@@ -24,16 +24,15 @@ __all__ = ['DECAY_RULES', 'EVENTS', 'ToyStudies', 'ToyStudyModel', 'micro_batch_
 
 # %% ../nbs/10_learner.ipynb #236d0b70
 class ToyStudies(Dataset):
-    "`n` synthetic studies shaped like `alta_nb.data` batches: 4 views, a mask, token ids (item `i` is fixed by `seed`)."
-    def __init__(self, n: int, image_size: int = 16, seq_len: int = 8, vocab: int = 50, seed: int = 0):
+    "`n` synthetic studies shaped like `alta_nb.data` batches: 4 views, a mask, token ids (seeded)."
+    def __init__(self, n: int, image_size: int = 16, seq_len: int = 8, vocab: int = 50,
+                 seed: int = 0):
         g = torch.Generator().manual_seed(seed)
         self.images = torch.randn(n, 4, 3, image_size, image_size, generator=g)
-        self.view_mask = torch.rand(n, 4, generator=g) > 0.3
-        self.view_mask[:, 0] = True                        # the current frontal is always present
+        self.view_mask = torch.rand(n, 4, generator=g) > 0.3; self.view_mask[:, 0] = True
         self.images *= self.view_mask[:, :, None, None, None]
         self.input_ids = torch.randint(5, vocab, (n, seq_len), generator=g)
         self.input_ids[:, 0] = 2                          # [CLS]
-        # the text "describes" the image: shift the first view by a token-dependent offset
         self.images[:, 0] += (self.input_ids[:, 1:2].float() / vocab - 0.5)[:, :, None, None]
     def __len__(self): return len(self.images)
     def __getitem__(self, i):
@@ -42,23 +41,21 @@ class ToyStudies(Dataset):
 
 # %% ../nbs/10_learner.ipynb #00f90dbc
 class ToyStudyModel(nn.Module):
-    "A tiny two-tower contrastive stand-in with the kit's model contract: `forward(batch) -> {'loss', ...}`."
-    def __init__(self, image_size: int = 16, vocab: int = 50, dim: int = 16, patch: int = 4, keep: float = 0.5):
-        super().__init__()
-        self.patch, self.keep = patch, keep
+    "A tiny two-tower contrastive model with the kit's contract: `forward(batch) -> {'loss', ...}`."
+    def __init__(self, image_size: int = 16, vocab: int = 50, dim: int = 16, patch: int = 4,
+                 keep: float = 0.5):
+        super().__init__(); self.patch, self.keep = patch, keep
         self.patch_embed = nn.Linear(3 * patch * patch, dim)
         self.view_embed = nn.Parameter(torch.zeros(4, dim))
-        self.img_norm = nn.LayerNorm(dim)
-        self.img_proj = nn.Linear(dim, dim)
-        self.tok_embed = nn.Embedding(vocab, dim)
-        self.txt_proj = nn.Linear(dim, dim)
+        self.img_norm = nn.LayerNorm(dim); self.img_proj = nn.Linear(dim, dim)
+        self.tok_embed = nn.Embedding(vocab, dim); self.txt_proj = nn.Linear(dim, dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
     def encode_image(self, images, view_mask=None):
         if images.ndim == 4: images = images[:, None]
         B, V = images.shape[:2]
-        p = F.unfold(images.flatten(0, 1), self.patch, stride=self.patch).transpose(1, 2)   # (B*V, N, 3pp)
-        x = self.patch_embed(p)
-        if self.training:                                  # random patch dropping: RNG inside forward
+        p = F.unfold(images.flatten(0, 1), self.patch, stride=self.patch).transpose(1, 2)
+        x = self.patch_embed(p)                            # p: (B*V, N, 3pp)
+        if self.training:                                  # random patch dropping: RNG in forward
             n_keep = max(1, int(x.shape[1] * self.keep))
             idx = torch.rand(x.shape[:2], device=x.device).argsort(1)[:, :n_keep]
             x = x.gather(1, idx[..., None].expand(-1, -1, x.shape[-1]))
@@ -82,11 +79,11 @@ def micro_batch_size(cfg: Config, world: int = 1) -> int:
     d = cfg.accum_steps * world
     if cfg.accum_steps < 1: raise ValueError(f"accum_steps must be >= 1, got {cfg.accum_steps}")
     if cfg.batch_size % d:
-        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by accum_steps {cfg.accum_steps} x world size {world}")
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by accum_steps "
+                         f"{cfg.accum_steps} x world size {world}")
     return cfg.batch_size // d
-
 class StudyBatchSampler(Sampler):
-    "Index lists for one epoch: global batches from a `(seed, epoch)` permutation, this rank's slice of each micro-batch, from batch `start`."
+    "Epoch index lists: `(seed, epoch)`-shuffled global batches, this rank's part, from `start`."
     def __init__(self, n: int, batch_size: int, accum_steps: int = 1, rank: int = 0, world: int = 1,
                  seed: int = 0, epoch: int = 0, start: int = 0, shuffle: bool = True):
         self.n, self.B, self.A, self.rank, self.world = n, batch_size, accum_steps, rank, world
@@ -104,29 +101,30 @@ class StudyBatchSampler(Sampler):
 
 # %% ../nbs/10_learner.ipynb #2af7c59e
 def pad_text(batch: dict, length: int) -> dict:
-    "Right-pad `input_ids`/`attention_mask` with 0 to `length` tokens (as the official loader's `padding='max_length'`)."
+    "Right-pad `input_ids`/`attention_mask` with 0 to `length` tokens (`padding='max_length'`)."
     ids = batch.get('input_ids')
     if ids is None or ids.shape[1] >= length: return batch
     pad = (0, length - ids.shape[1])
-    return dict(batch, input_ids=F.pad(ids, pad), attention_mask=F.pad(batch['attention_mask'], pad))
-
+    return dict(batch, input_ids=F.pad(ids, pad),
+                attention_mask=F.pad(batch['attention_mask'], pad))
 class _PadTextCollate:
     "Collate, then pad the reports to a fixed length (picklable, for loader workers)."
     def __init__(self, collate, length): self.collate, self.length = collate, length
     def __call__(self, items): return pad_text(self.collate(items), self.length)
-
-def epoch_loader(dl: DataLoader, cfg: Config, epoch: int, start: int = 0, rank: int = 0, world: int = 1) -> DataLoader:
-    "A loader over `dl.dataset` (same collate/workers) yielding this rank's micro-batches of `epoch` from step `start`."
-    sampler = StudyBatchSampler(len(dl.dataset), cfg.batch_size, cfg.accum_steps, rank, world, cfg.seed, epoch, start)
-    micro_batch_size(cfg, world)
-    g = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
+def epoch_loader(dl: DataLoader, cfg: Config, epoch: int, start: int = 0, rank: int = 0,
+                 world: int = 1) -> DataLoader:
+    "A loader over `dl.dataset` (same collate/workers): this rank's micro-batches of `epoch`."
+    sampler = StudyBatchSampler(len(dl.dataset), cfg.batch_size, cfg.accum_steps, rank, world,
+                                cfg.seed, epoch, start)
+    micro_batch_size(cfg, world); g = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
     collate = dl.collate_fn if world == 1 else _PadTextCollate(dl.collate_fn, cfg.max_text_len)
-    return DataLoader(dl.dataset, batch_sampler=sampler, collate_fn=collate, num_workers=dl.num_workers,
-                      pin_memory=dl.pin_memory, generator=g, persistent_workers=False)
-
+    return DataLoader(dl.dataset, batch_sampler=sampler, collate_fn=collate,
+                      num_workers=dl.num_workers, pin_memory=dl.pin_memory, generator=g,
+                      persistent_workers=False)
 def to_device(batch, device):
     "Move the tensors of a batch dict to `device` (strings and lists stay)."
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+            for k, v in batch.items()}
 
 # %% ../nbs/10_learner.ipynb #ed336bc9
 def loader_tokenizer(dl: DataLoader, cfg: Config):
@@ -138,38 +136,41 @@ def loader_tokenizer(dl: DataLoader, cfg: Config):
     return tok
 
 # %% ../nbs/10_learner.ipynb #d98ad3f5
-_NO_DECAY_NAMES = ('pos_embed', 'cls_token', 'mask_token', 'view_embed', 'temporal_embed', 'logit_scale', 'embeddings.', 'tok_embed')
+_NO_DECAY_NAMES = ('pos_embed', 'cls_token', 'mask_token', 'view_embed', 'temporal_embed',
+                   'logit_scale', 'embeddings.', 'tok_embed')
 DECAY_RULES = ('kit', 'official')
-
 def param_groups(model: nn.Module, weight_decay: float, rule: str = 'kit') -> list[dict]:
-    "Trainable parameters in two AdamW groups, with `weight_decay` and without: `rule='official'` exempts only tensors of ≤ 1 dim."
-    if rule not in DECAY_RULES: raise ValueError(f"decay_rule={rule!r}: expected one of {DECAY_RULES}")
-    emb = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Embedding, nn.LayerNorm)) and m.weight is not None}
+    "Trainable params in two AdamW groups, with `weight_decay` and without ('official': ≤ 1-dim)."
+    if rule not in DECAY_RULES:
+        raise ValueError(f"decay_rule={rule!r}: expected one of {DECAY_RULES}")
+    emb = {id(m.weight) for m in model.modules()
+           if isinstance(m, (nn.Embedding, nn.LayerNorm)) and m.weight is not None}
     decay, no_decay, seen = [], [], set()
     for name, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen: continue
         seen.add(id(p))
-        skip = p.ndim <= 1 or (rule == 'kit' and (id(p) in emb or any(k in name for k in _NO_DECAY_NAMES)))
+        skip = p.ndim <= 1 or (rule == 'kit' and (id(p) in emb
+                                                  or any(k in name for k in _NO_DECAY_NAMES)))
         (no_decay if skip else decay).append(p)
     return [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
 
 # %% ../nbs/10_learner.ipynb #72d174b2
 class Callback:
-    "One concern of the training loop: methods named after the events it handles; lower `order` runs first."
+    "A concern of the training loop: methods named after the events it handles; low `order` first."
     order = 0
-
-EVENTS = ('before_fit', 'before_train', 'before_step', 'after_loss', 'after_backward', 'before_update',
-          'after_update', 'after_step', 'after_fit', 'cleanup_fit')
+EVENTS = ('before_fit', 'before_train', 'before_step', 'after_loss', 'after_backward',
+          'before_update', 'after_update', 'after_step', 'after_fit', 'cleanup_fit')
 
 # %% ../nbs/10_learner.ipynb #fac65a6e
 def adamw(model: nn.Module, cfg: Config, device: torch.device) -> torch.optim.Optimizer:
-    "The official optimizer: AdamW (0.9, 0.95) over `param_groups` with `cfg.decay_rule` (fused kernels on CUDA)."
-    return torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.decay_rule), lr=cfg.lr, betas=(0.9, 0.95), fused=device.type == 'cuda')
-
+    "Official optimizer: AdamW (0.9, 0.95) over `param_groups` by `cfg.decay_rule`; fused on CUDA."
+    return torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.decay_rule), lr=cfg.lr,
+                             betas=(0.9, 0.95), fused=device.type == 'cuda')
 class Learner:
-    "Model + loader + config + callbacks; `fit` runs optimizer steps and fires an event at each stage."
+    "Model + loader + config + callbacks; `fit` runs optimizer steps, an event at each stage."
     def __init__(self, model: nn.Module, dl, cfg: Config, run_dir, cbs=(), opt_func=adamw):
-        self.model, self.dl, self.cfg, self.run_dir, self.opt_func = model, dl, cfg, Path(run_dir), opt_func
+        self.model, self.dl, self.cfg, self.run_dir, self.opt_func = (
+            model, dl, cfg, Path(run_dir), opt_func)
         self.cbs = sorted(cbs, key=lambda cb: cb.order)
         self.device, self.rank, self.local, self.world = get_device(cfg.device), 0, 0, 1
         self.net, self.n_micro, self.scaler, self.micro = model, 1, None, 0
@@ -179,51 +180,48 @@ class Learner:
         self.history, self.evals, self.resumed, self.last_ckpt = [], [], False, None
     def __call__(self, event: str):
         for cb in self.cbs: getattr(cb, event, _noop)(self)
-    def __repr__(self): return f"Learner({type(self.model).__name__}, callbacks={[type(c).__name__ for c in self.cbs]})"
-
+    def __repr__(self): return (f"Learner({type(self.model).__name__}, "
+                                f"callbacks={[type(c).__name__ for c in self.cbs]})")
 def _noop(learn): pass
 
 # %% ../nbs/10_learner.ipynb #7262a572
 @torch.no_grad()
 def _setup(self: Learner):
-    "Steps per epoch and in all; the model on its device; the optimizer."
-    n, B = len(self.dl.dataset), self.cfg.batch_size
-    self.steps_per_epoch = n // B
-    if self.steps_per_epoch == 0: raise ValueError(f"dataset of {n} studies is smaller than one global batch ({B})")
+    "Steps per epoch and in all; the model on its device (NHWC on CUDA); the optimizer."
+    n, B = len(self.dl.dataset), self.cfg.batch_size; self.steps_per_epoch = n // B
+    if self.steps_per_epoch == 0:
+        raise ValueError(f"dataset of {n} studies is smaller than one global batch ({B})")
     self.total = self.cfg.epochs * self.steps_per_epoch
     if self.cfg.max_steps: self.total = min(self.total, self.cfg.max_steps)
     self.model.to(self.device)
-    if self.device.type == 'cuda': self.model.to(memory_format=torch.channels_last)   # the conv patch embedding likes NHWC
+    if self.device.type == 'cuda': self.model.to(memory_format=torch.channels_last)  # for the conv
     self.opt = self.opt_func(self.model, self.cfg, self.device)
 Learner._setup = _setup
 
 # %% ../nbs/10_learner.ipynb #7d43c85b
 def fit(self: Learner) -> Learner:
-    "Set up, then optimizer steps until `total` (or `cfg.epochs`); every concern lives in a callback."
+    "Set up, then optimizer steps until `total` (or `cfg.epochs`); each concern is a callback."
     try:
-        self('before_fit'); self._setup(); self('before_train')
-        self.model.train()
+        self('before_fit'); self._setup(); self('before_train'); self.model.train()
         while self.step < self.total and self.epoch < self.cfg.epochs:
-            self.batches = iter(epoch_loader(self.dl, self.cfg, self.epoch, self.start, self.rank, self.world))
+            self.batches = iter(epoch_loader(self.dl, self.cfg, self.epoch, self.start, self.rank,
+                                             self.world))
             self.epoch_done = False
             while not self.epoch_done and self.step < self.total: self.one_step()
         self('after_fit')
     finally: self('cleanup_fit')
     return self
-
 def one_step(self: Learner):
     "`n_micro` forward/backward passes, the update, then the step and epoch counters."
     self('before_step')
     for self.micro in range(self.n_micro): self.one_batch()
     self('before_update'); self.opt_step(); self.opt.zero_grad(set_to_none=True)
-    self.step += 1; self.start += 1
-    self('after_update')
+    self.step += 1; self.start += 1; self('after_update')
     self.epoch_done = self.start >= self.steps_per_epoch
     if self.epoch_done: self.epoch, self.start = self.epoch + 1, 0
     self('after_step')
-
 def one_batch(self: Learner):
-    "Forward (under `autocast`), `after_loss`, backward of `loss / n_micro` (DDP: inside `no_sync` but the last)."
+    "Forward in `autocast`, `after_loss`, backward of `loss / n_micro` (DDP: `no_sync` but last)."
     self.batch = to_device(next(self.batches), self.device)
     with self.no_sync():
         with self.autocast(): self.out = self.net(self.batch)
@@ -234,38 +232,41 @@ Learner.fit, Learner.one_step, Learner.one_batch = fit, one_step, one_batch
 
 # %% ../nbs/10_learner.ipynb #2a5a55c2
 def lr_factor(step: int, warmup_steps: float, total_steps: int, from_zero: bool = False) -> float:
-    "Multiplier of the base lr at optimizer step `step`: linear warm-up (from 0 if `from_zero`), then half cosine to 0 at `total_steps`."
+    "Base-lr factor at `step`: linear warm-up (from 0 if `from_zero`), half cosine to 0 at the end."
     if step < warmup_steps: return (step + (0 if from_zero else 1)) / warmup_steps
     t = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return 0.5 * (1 + math.cos(math.pi * t))
-
 class ScheduleCB(Callback):
-    "Warm-up + half cosine: the learning rate of every optimizer step, a function of the step alone."
+    "Warm-up + half cosine: every optimizer step's learning rate, a function of the step alone."
     def before_train(self, learn):
         spe, c = learn.steps_per_epoch, learn.cfg
-        if c.schedule_rule not in ('kit', 'official'): raise ValueError(f"schedule_rule={c.schedule_rule!r}: expected 'kit' or 'official'")
-        self.official = c.schedule_rule == 'official'       # `util/lr_sched.py`: lr·(fractional epoch)/warmup_epochs, 0 at step 0
+        if c.schedule_rule not in ('kit', 'official'):
+            raise ValueError(f"schedule_rule={c.schedule_rule!r}: expected 'kit' or 'official'")
+        self.official = c.schedule_rule == 'official'   # util/lr_sched.py: lr·epoch/warmup, from 0
         self.total = (c.schedule_epochs or c.epochs) * spe
-        self.warmup = c.warmup_epochs * spe if self.official else max(1, round(c.warmup_epochs * spe))
+        self.warmup = (c.warmup_epochs * spe if self.official
+                       else max(1, round(c.warmup_epochs * spe)))
     def before_step(self, learn):
         lr = learn.cfg.lr * lr_factor(learn.step, self.warmup, self.total, from_zero=self.official)
         for g in learn.opt.param_groups: g['lr'] = lr
 
 # %% ../nbs/10_learner.ipynb #fc05331b
 class ClipCB(Callback):
-    "Clip the global gradient norm of the trainable parameters to `cfg.grad_clip` (0 = off); `learn.grad_norm` for the logs."
+    "Clip trainable params' global grad norm to `cfg.grad_clip` (0 = off); log `learn.grad_norm`."
     order = 40
-    def before_train(self, learn): self.params = [p for p in learn.model.parameters() if p.requires_grad]
+    def before_train(self, learn):
+        self.params = [p for p in learn.model.parameters() if p.requires_grad]
     def before_update(self, learn):
         c = learn.cfg.grad_clip
         learn.grad_norm = torch.nn.utils.clip_grad_norm_(self.params, c) if c > 0 else None
-
 class NaNStopCB(Callback):
     "Stop at the first non-finite loss with the step, the micro-batch and the last good checkpoint."
     def after_loss(self, learn):
         if not torch.isfinite(learn.loss.detach()).all():
-            raise FloatingPointError(f"non-finite loss {float(learn.loss.detach()):.4g} at step {learn.step} (epoch {learn.epoch}, "
-                                     f"micro-batch {learn.micro}); last good checkpoint: {learn.last_ckpt or 'none'}")
+            raise FloatingPointError(
+                f"non-finite loss {float(learn.loss.detach()):.4g} at step {learn.step} "
+                f"(epoch {learn.epoch}, micro-batch {learn.micro}); "
+                f"last good checkpoint: {learn.last_ckpt or 'none'}")
 
 # %% ../nbs/10_learner.ipynb #26d2d4e2
 def write_history(path, rows: list[dict]):
@@ -273,27 +274,27 @@ def write_history(path, rows: list[dict]):
     cols = list(dict.fromkeys(k for r in rows for k in r))
     with atomic_write(path, newline='') as f:
         w = csv.DictWriter(f, cols); w.writeheader(); w.writerows(rows)
-
 def _append_row(path, row: dict):
     path = Path(path)
     if not path.exists(): return write_history(path, [row])
     with open(path, newline='') as f: cols = next(csv.reader(f))
-    if list(row) != cols and set(row) - set(cols): return write_history(path, list(csv.DictReader(open(path))) + [row])
+    if list(row) != cols and set(row) - set(cols):
+        return write_history(path, list(csv.DictReader(open(path))) + [row])
     with open(path, 'a', newline='') as f: csv.DictWriter(f, cols).writerow(row)
 
 # %% ../nbs/10_learner.ipynb #ffca260a
 def _loss_items(out: dict) -> dict:
-    return {k: float(v.detach()) for k, v in out.items() if k.endswith('loss') and torch.is_tensor(v) and v.numel() == 1}
-
+    return {k: float(v.detach()) for k, v in out.items()
+            if k.endswith('loss') and torch.is_tensor(v) and v.numel() == 1}
 def _n_images(batch, model=None) -> int:
-    "Images a model reads from `batch`: the present views, but only the current frontal for MRM pretraining."
-    if model is not None and getattr(unwrap(model), 'kind', '') == 'mrm': return len(batch['input_ids'])
-    if 'view_mask' in batch and torch.is_tensor(batch['view_mask']): return int(batch['view_mask'].sum())
-    x = batch.get('images')
-    return len(x) if x is not None else 0
-
+    "Images a model reads from `batch`: the present views (MRM pretraining: the current frontal)."
+    if model is not None and getattr(unwrap(model), 'kind', '') == 'mrm':
+        return len(batch['input_ids'])
+    if 'view_mask' in batch and torch.is_tensor(batch['view_mask']):
+        return int(batch['view_mask'].sum())
+    x = batch.get('images'); return len(x) if x is not None else 0
 class HistoryCB(Callback):
-    "One row per optimizer step (lr, loss terms, grad norm, images/s) → `learn.history` and rank 0's `metrics.csv`."
+    "A row per step (lr, loss terms, grad norm, images/s) → `learn.history`, rank 0's metrics.csv."
     order = 50
     def before_train(self, learn):
         p = learn.run_dir/'metrics.csv'
@@ -302,12 +303,14 @@ class HistoryCB(Callback):
         elif p.exists(): p.unlink()
     def before_step(self, learn): learn.parts, learn.n_img, self.t0 = {}, 0, time.perf_counter()
     def after_backward(self, learn):
-        for k, v in _loss_items(learn.out).items(): learn.parts[k] = learn.parts.get(k, 0.0) + v / learn.n_micro
+        for k, v in _loss_items(learn.out).items():
+            learn.parts[k] = learn.parts.get(k, 0.0) + v / learn.n_micro
         learn.n_img += _n_images(learn.batch, learn.model)
     def after_update(self, learn):
         gn = getattr(learn, 'grad_norm', None)
-        row = dict(step=learn.step, epoch=learn.epoch, lr=learn.opt.param_groups[0]['lr'], **learn.parts,
-                   grad_norm=float(gn) if gn is not None else float('nan'), images_per_s=learn.n_img / (time.perf_counter() - self.t0))
+        row = dict(step=learn.step, epoch=learn.epoch, lr=learn.opt.param_groups[0]['lr'],
+                   **learn.parts, grad_norm=float(gn) if gn is not None else float('nan'),
+                   images_per_s=learn.n_img / (time.perf_counter() - self.t0))
         learn.history.append(row)
         if learn.rank == 0: _append_row(learn.run_dir/'metrics.csv', row)
 
@@ -318,27 +321,29 @@ class ProgressCB(Callback):
     def __init__(self, show: bool = True): self.show = show
     def before_train(self, learn):
         from tqdm.auto import tqdm
-        self.bar = tqdm(total=learn.total, initial=learn.step, disable=not (self.show and learn.rank == 0), desc=learn.run_dir.name, dynamic_ncols=True)
+        self.bar = tqdm(total=learn.total, initial=learn.step,
+                        disable=not (self.show and learn.rank == 0), desc=learn.run_dir.name,
+                        dynamic_ncols=True)
     def after_update(self, learn):
         r = learn.history[-1] if learn.history else {}
-        self.bar.update(1); self.bar.set_postfix(loss=f"{r.get('loss', math.nan):.4f}", lr=f"{r.get('lr', math.nan):.2e}", img_s=f"{r.get('images_per_s', 0):.0f}")
+        self.bar.update(1); self.bar.set_postfix(loss=f"{r.get('loss', math.nan):.4f}",
+            lr=f"{r.get('lr', math.nan):.2e}", img_s=f"{r.get('images_per_s', 0):.0f}")
     def cleanup_fit(self, learn):
         if hasattr(self, 'bar'): self.bar.close()
-
 class EvalCB(Callback):
-    "`eval_fn(model)` every `cfg.eval_every` steps and at the end → `learn.evals` and rank 0's `evals.csv`."
+    "`eval_fn(model)` every `cfg.eval_every` steps, and last → `learn.evals`, rank 0's `evals.csv`."
     order = 80
     def __init__(self, eval_fn: Callable): self.eval_fn = eval_fn
     def run(self, learn):
         learn.model.eval()
-        with torch.no_grad(): learn.evals.append(dict(step=learn.step, **{k: float(v) for k, v in self.eval_fn(learn.model).items()}))
+        with torch.no_grad(): learn.evals.append(
+            dict(step=learn.step, **{k: float(v) for k, v in self.eval_fn(learn.model).items()}))
         learn.model.train()
         if learn.rank == 0: write_history(learn.run_dir/'evals.csv', learn.evals)
     def after_update(self, learn):
         if learn.cfg.eval_every and learn.step % learn.cfg.eval_every == 0: self.run(learn)
     def after_fit(self, learn):
         if not learn.evals or learn.evals[-1]['step'] != learn.step: self.run(learn)
-
 class LambdaCB(Callback):
     "A callback from functions: `LambdaCB(after_update=lambda learn: ...)`."
     order = 70

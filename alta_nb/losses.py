@@ -17,13 +17,15 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    "All-gather `x` along dim 0 across ranks, keeping the autograd graph (identity when not distributed)."
+    "All-gather `x` along dim 0 across ranks, keeping the autograd graph (identity if not DDP)."
     if not is_distributed(): return x
     from torch.distributed.nn.functional import all_gather
     return torch.cat(all_gather(x), dim=0)
 
-def global_contrastive_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    "Symmetric InfoNCE (Eq. 1) over the global batch; `img`, `txt` (B,d) L2-normalised, `logit_scale` = s = exp(learned) = 1/τ."
+def global_contrastive_loss(img: torch.Tensor, txt: torch.Tensor,
+                            logit_scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE (Eq. 1) over the global batch; `img`, `txt` (B,d) L2-normalised,
+    `logit_scale` = s = exp(learned) = 1/τ."""
     all_img, all_txt = gather_with_grad(img), gather_with_grad(txt)
     logits = logit_scale * all_img @ all_txt.T
     labels = torch.arange(logits.shape[0], device=logits.device)
@@ -31,23 +33,28 @@ def global_contrastive_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: t
 
 # %% ../nbs/09_alta.ipynb #451103a0
 def local_alignment_loss(patches: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor,
-                         t1: torch.Tensor, t2: torch.Tensor, t3: torch.Tensor, chunk: int = 16) -> torch.Tensor:
-    "GLoRIA/ALTA word–patch loss. patches (I,P,d), words (T,W,d), word_mask (T,W) bool; t1..t3 = exp(learned)."
+                         t1: torch.Tensor, t2: torch.Tensor, t3: torch.Tensor,
+                         chunk: int = 16) -> torch.Tensor:
+    """GLoRIA/ALTA word–patch loss. patches (I,P,d), words (T,W,d), word_mask (T,W) bool;
+    t1..t3 = exp(learned)."""
     patches, words = gather_with_grad(patches), gather_with_grad(words)
     word_mask = gather_with_grad(word_mask.float()).bool()
     if patches.shape[0] != words.shape[0]:
         raise ValueError(f"local loss: {patches.shape[0]} studies but {words.shape[0]} reports")
     if not word_mask.any(-1).all():
-        raise ValueError(f"local loss: report(s) {(~word_mask.any(-1)).nonzero().flatten().tolist()} have no tokens after [CLS]")
+        raise ValueError("local loss: report(s) "
+                         f"{(~word_mask.any(-1)).nonzero().flatten().tolist()} have no tokens "
+                         "after [CLS]")
     cols = []
     for s in range(0, words.shape[0], chunk):
         w, m = words[s:s + chunk], word_mask[s:s + chunk]                        # (c,W,d), (c,W)
         scores = torch.einsum('ipd,cwd->cipw', patches, w)
-        scores = scores.masked_fill(~m[:, None, None, :], float('-inf')).softmax(-1)   # over words, per patch
-        attn = (t1 * scores.transpose(-1, -2)).softmax(-1)                        # over patches, per word (c,I,W,P)
+        scores = scores.masked_fill(~m[:, None, None, :], float('-inf')).softmax(-1)  # over words
+        attn = (t1 * scores.transpose(-1, -2)).softmax(-1)   # over patches, per word (c,I,W,P)
         context = torch.einsum('ciwp,ipd->ciwd', attn, patches)
         cos = F.cosine_similarity(w[:, None], context, dim=-1, eps=1e-8)          # (c,I,W)
-        cols.append(torch.logsumexp((t2 * cos).masked_fill(~m[:, None, :], float('-inf')), dim=-1))  # log Σ exp
-    sims = t3 * torch.cat(cols, 0).T                                               # (I,T): study × report
+        cols.append(torch.logsumexp((t2 * cos).masked_fill(~m[:, None, :], float('-inf')),
+                                    dim=-1))  # log Σ exp
+    sims = t3 * torch.cat(cols, 0).T   # (I,T): study × report
     labels = torch.arange(sims.shape[0], device=sims.device)
     return (F.cross_entropy(sims, labels) + F.cross_entropy(sims.T, labels)) / 2

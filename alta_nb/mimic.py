@@ -4,20 +4,20 @@
 
 # %% ../nbs/02_mimic.ipynb #1363f424
 from __future__ import annotations
-import hashlib, json, os, re, warnings
+import hashlib, re, warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
 from .core import atomic_write, save_metrics
 
 # %% auto #0
-__all__ = ['META_COLUMNS', 'SPLIT_COLUMNS', 'FRONTAL_RANK', 'LATERAL_RANK', 'ALTA_COLUMNS', 'FLAT_COLUMNS', 'SPLITS',
-           'TABLE_VERSION', 'find_csv', 'read_checked_csv', 'read_metadata', 'normalise_views', 'unrecognised_views',
-           'pick_views', 'extract_sections', 'has_headers', 'report_text', 'file_sha256', 'alta_table_from_images',
-           'build_alta_table', 'read_flat_csv', 'build_alta_table_from_csv', 'table_sources', 'source_fingerprint']
+__all__ = ['META_COLUMNS', 'SPLIT_COLUMNS', 'FRONTAL_RANK', 'LATERAL_RANK', 'ALTA_COLUMNS', 'find_csv', 'read_checked_csv',
+           'read_metadata', 'normalise_views', 'unrecognised_views', 'pick_views', 'extract_sections', 'has_headers',
+           'report_text', 'file_sha256', 'alta_table_from_images', 'build_alta_table']
 
 # %% ../nbs/02_mimic.ipynb #dc1a374b
-META_COLUMNS = {'dicom_id': 'str', 'subject_id': 'int', 'study_id': 'int', 'ViewPosition': 'str', 'StudyDate': 'int', 'StudyTime': 'float'}
+META_COLUMNS = {'dicom_id': 'str', 'subject_id': 'int', 'study_id': 'int', 'ViewPosition': 'str',
+                'StudyDate': 'int', 'StudyTime': 'float'}
 SPLIT_COLUMNS = {'dicom_id': 'str', 'study_id': 'int', 'subject_id': 'int', 'split': 'str'}
 
 def find_csv(root, name: str) -> Path:
@@ -25,15 +25,20 @@ def find_csv(root, name: str) -> Path:
     root = Path(root)
     for p in (root/name, root/f'{name}.gz'):
         if p.exists(): return p
-    raise FileNotFoundError(f"{root/name}(.gz) not found: expected the MIMIC-CXR-JPG file {name} in {root}")
+    raise FileNotFoundError(f"{root/name}(.gz) not found: "
+                            f"expected the MIMIC-CXR-JPG file {name} in {root}")
 
 def read_checked_csv(path, columns: dict) -> pd.DataFrame:
-    "Read `path` and check `columns` {name: 'int'|'float'|'str'}; one-line errors name the file, row and column."
+    "Read `path`, check `columns` {name: 'int'|'float'|'str'}; errors name file, row, column."
     path = Path(path)
-    try: df = pd.read_csv(path, dtype={k: str for k, t in columns.items() if t == 'str'}, keep_default_na=True)
-    except Exception as e: raise ValueError(f"{path}: not a readable CSV ({type(e).__name__}: {str(e).splitlines()[0]}); save it as a UTF-8 CSV with a header row") from None
+    try: df = pd.read_csv(path, dtype={k: str for k, t in columns.items() if t == 'str'},
+                          keep_default_na=True)
+    except Exception as e: raise ValueError(
+        f"{path}: not a readable CSV ({type(e).__name__}: {str(e).splitlines()[0]}); "
+        f"save it as a UTF-8 CSV with a header row") from None
     missing = [c for c in columns if c not in df.columns]
-    if missing: raise ValueError(f"{path}: missing column(s) {missing}; expected {list(columns)} (found {list(df.columns)[:12]})")
+    if missing: raise ValueError(f"{path}: missing column(s) {missing}; expected {list(columns)} "
+                                 f"(found {list(df.columns)[:12]})")
     if not len(df): raise ValueError(f"{path}: a header but no rows; expected one row per image "
                                      f"under it (re-export it: empty or cut short?)")
     for c, t in columns.items():
@@ -42,10 +47,12 @@ def read_checked_csv(path, columns: dict) -> pd.DataFrame:
             bad = num.isna() | ((num % 1 != 0) if t == 'int' else False)
             if bad.any():
                 i = int(np.argmax(bad.values))
-                raise ValueError(f"{path}: row {i + 2} column {c!r}: expected {t}, got {df[c].iloc[i]!r}")
+                raise ValueError(f"{path}: row {i + 2} column {c!r}: expected {t}, "
+                                 f"got {df[c].iloc[i]!r}")
             df[c] = num.astype('int64' if t == 'int' else 'float64')
     return df
 
+# %% ../nbs/02_mimic.ipynb #bd3f0d01
 def read_metadata(root) -> pd.DataFrame:
     "MIMIC-CXR-JPG `mimic-cxr-2.0.0-metadata.csv(.gz)` with types and unique `dicom_id` checked."
     path = find_csv(root, 'mimic-cxr-2.0.0-metadata.csv')
@@ -53,7 +60,8 @@ def read_metadata(root) -> pd.DataFrame:
     dup = df.dicom_id.duplicated()
     if dup.any():
         i = int(np.argmax(dup.values))
-        raise ValueError(f"{path}: row {i + 2}: duplicate dicom_id {df.dicom_id.iloc[i]!r} (each image must appear once)")
+        raise ValueError(f"{path}: row {i + 2}: duplicate dicom_id {df.dicom_id.iloc[i]!r} "
+                         f"(each image must appear once)")
     df['ViewPosition'] = df.ViewPosition.fillna('')
     return df
 
@@ -62,21 +70,24 @@ FRONTAL_RANK = {'PA': 0, 'AP': 1}
 LATERAL_RANK = {'LATERAL': 0, 'LL': 1}
 
 def normalise_views(views: pd.Series, view_map: dict | None = None) -> pd.Series:
-    "View codes after `view_map` {raw value: code} (applied first, exactly), then stripped and upper-cased."
+    "View codes after `view_map` {raw value: code} (first, exact), then stripped and upper-cased."
     v = views.fillna('').astype(str)
     if view_map: v = v.map(lambda x: view_map.get(x, x))
     return v.str.strip().str.upper()
 
 def unrecognised_views(views: pd.Series) -> dict:
-    "{value: count} of the (normalised) view codes that are neither frontal nor lateral, most frequent first."
+    "{value: count} of the (normalised) view codes neither frontal nor lateral, most first."
     return views[~views.isin(FRONTAL_RANK) & ~views.isin(LATERAL_RANK)].value_counts().to_dict()
 
-def pick_views(meta: pd.DataFrame, view: str = 'ViewPosition', image: str = 'dicom_id', when=('StudyDate', 'StudyTime')) -> pd.DataFrame:
-    "One row per study: `frontal` and `lateral` image id ('-1' if none) and the study's (earliest) date/time columns."
-    out = meta.groupby('study_id', sort=False).agg(subject_id=('subject_id', 'first'), **{w: (w, 'min') for w in when})
+def pick_views(meta: pd.DataFrame, view: str = 'ViewPosition', image: str = 'dicom_id',
+               when=('StudyDate', 'StudyTime')) -> pd.DataFrame:
+    "One row per study: `frontal` and `lateral` image id ('-1' if none), earliest date/time."
+    out = meta.groupby('study_id', sort=False).agg(subject_id=('subject_id', 'first'),
+                                                   **{w: (w, 'min') for w in when})
     for col, rank in (('frontal', FRONTAL_RANK), ('lateral', LATERAL_RANK)):
         m = meta[meta[view].isin(rank)].assign(_r=lambda d: d[view].map(rank))
-        best = m.sort_values(['study_id', '_r', image]).drop_duplicates('study_id').set_index('study_id')[image]
+        best = (m.sort_values(['study_id', '_r', image]).drop_duplicates('study_id')
+                .set_index('study_id')[image])
         out[col] = best.reindex(out.index).fillna('-1')
     return out.reset_index()
 
@@ -90,29 +101,33 @@ def extract_sections(text: str) -> dict:
     for k, (name, _, end) in enumerate(heads):
         body = (text[end:heads[k + 1][1]] if k + 1 < len(heads) else text[end:])
         body = ' '.join(body.split())
-        if name in ('FINDINGS AND IMPRESSION', 'FINDINGS/IMPRESSION', 'IMPRESSION AND FINDINGS'): out['findings'] = body
+        if name in ('FINDINGS AND IMPRESSION', 'FINDINGS/IMPRESSION', 'IMPRESSION AND FINDINGS'):
+            out['findings'] = body
         elif name == 'FINDINGS': out['findings'] = (out['findings'] + ' ' + body).strip()
-        elif name in ('IMPRESSION', 'CONCLUSION'): out['impression'] = (out['impression'] + ' ' + body).strip()
+        elif name in ('IMPRESSION', 'CONCLUSION'):
+            out['impression'] = (out['impression'] + ' ' + body).strip()
     return out
 
 def has_headers(text: str) -> bool: return bool(_HEADER.search(text or ''))
 
 def report_text(text: str) -> str:
-    "ALTA's report string: FINDINGS then IMPRESSION; a report with no section header at all is used whole ('' if it has headers but neither)."
+    "ALTA's report: FINDINGS then IMPRESSION; no header at all: whole ('' if headers, neither)."
     if not has_headers(text): return ' '.join((text or '').split())
     s = extract_sections(text)
     return ' '.join(x for x in (s['findings'], s['impression']) if x)
 
 # %% ../nbs/02_mimic.ipynb #53f932c2
-ALTA_COLUMNS = ['image_path', 'auxview_image_path', 'last_image_path', 'last_auxview_image_path', 'report', 'subject_id', 'study_id', 'split']
+ALTA_COLUMNS = ['image_path', 'auxview_image_path', 'last_image_path', 'last_auxview_image_path',
+                'report', 'subject_id', 'study_id', 'split']
 
 def _image_ext(root: Path, meta: pd.DataFrame) -> str:
     "'jpg' for MIMIC-CXR-JPG, 'dcm' for MIMIC-CXR (looked up on the first image)."
     r = meta.iloc[0]
     for ext in ('jpg', 'dcm', 'png'):
         if (root/_relpath(r.subject_id, r.study_id, r.dicom_id, ext)).exists(): return ext
-    raise FileNotFoundError(f"{root/_relpath(r.subject_id, r.study_id, r.dicom_id, 'jpg')} (or .dcm/.png) not found: "
-                            f"expected images at files/pXX/pSUBJECT/sSTUDY/<dicom_id>.jpg under the root")
+    raise FileNotFoundError(f"{root/_relpath(r.subject_id, r.study_id, r.dicom_id, 'jpg')} "
+                            f"(or .dcm/.png) not found: expected images at "
+                            f"files/pXX/pSUBJECT/sSTUDY/<dicom_id>.jpg under the root")
 
 def _relpath(subject_id, study_id, dicom_id, ext):
     s = str(subject_id); return f"files/p{s[:2]}/p{s}/s{study_id}/{dicom_id}.{ext}"
@@ -127,7 +142,8 @@ def file_sha256(path) -> str:
     return h.hexdigest()
 
 # %% ../nbs/02_mimic.ipynb #84fcf878
-def _with_priors(st: pd.DataFrame, when, strict: bool, where: str) -> tuple[pd.DataFrame, dict, list]:
+def _with_priors(st: pd.DataFrame, when, strict: bool,
+                 where: str) -> tuple[pd.DataFrame, dict, list]:
     """The studies with a frontal in time order, each with its prior's `study_id`, frontal and
     lateral; the first counts; the first frontal-less ids. Studies tied in time: not each other's"""
     key = ['subject_id', *when]      # ties in time: the study listed first in the file comes last
@@ -136,8 +152,9 @@ def _with_priors(st: pd.DataFrame, when, strict: bool, where: str) -> tuple[pd.D
     no_f = list(st.study_id[st.frontal == '-1'][:3])
     if strict and counts['no_frontal']:
         r = st[st.frontal == '-1'].iloc[0]
-        raise ValueError(f"study {r.study_id} (subject {r.subject_id}): no frontal (PA/AP) image in {where}; "
-                         f"map its view values with view_map= or pass strict=False to skip such studies")
+        raise ValueError(f"study {r.study_id} (subject {r.subject_id}): no frontal (PA/AP) "
+                         f"image in {where}; map its view values with view_map= "
+                         f"or pass strict=False to skip such studies")
     if (tied := st.duplicated(key, keep=False)).any():
         r = st[tied].iloc[0]; same = list(st.study_id[tied & st[key].eq(r[key]).all(axis=1)])
         msg = (f"{where}: subject {r.subject_id}: studies {same} have the same study time "
@@ -167,61 +184,84 @@ def _read_report(rp: Path, sid, hint: str) -> str:
     raise ValueError(f"{rp}: report of study {sid} is not UTF-8 ({why}); re-save it as UTF-8 "
                      f"(e.g. iconv -f {enc} -t utf-8)")
 
-def _study_rows(st: pd.DataFrame, img: pd.DataFrame, src: dict, strict: bool) -> tuple[list[dict], list, int]:
-    "One ALTA row per study whose report has text; the dropped reports (where to find them) and the header-less count."
+# %% ../nbs/02_mimic.ipynb #cfb9b073
+def _study_rows(st: pd.DataFrame, img: pd.DataFrame, src: dict,
+                strict: bool) -> tuple[list[dict], list, int]:
+    "One ALTA row per study whose report has text; dropped reports (where), header-less count."
     path_of, split_of = dict(zip(img.image_id, img.path)), dict(zip(img.image_id, img.split))
     first = img.drop_duplicates('study_id').set_index('study_id')
     from_files = 'report_path' in img.columns
     p = lambda i: path_of[i] if isinstance(i, str) and i != '-1' else '-1'
     rows, empty, no_head = [], [], 0
     for r in st.itertuples(index=False):
-        raw = _read_report(Path(first.report_path[r.study_id]), r.study_id, src['report_hint']) if from_files else first.report[r.study_id]
+        raw = (_read_report(Path(first.report_path[r.study_id]), r.study_id, src['report_hint'])
+               if from_files else first.report[r.study_id])
         raw = raw if isinstance(raw, str) else ''
         text = report_text(raw)
         if not text:
-            what = first.report_path[r.study_id] if from_files else f"{src['where']} row {first.row[r.study_id]}"
-            if strict: raise ValueError(f"{what}: empty report of study {r.study_id} (no FINDINGS or IMPRESSION section); "
+            what = (first.report_path[r.study_id] if from_files
+                    else f"{src['where']} row {first.row[r.study_id]}")
+            if strict: raise ValueError(f"{what}: empty report of study {r.study_id} "
+                                        f"(no FINDINGS or IMPRESSION section); "
                                         f"write its text or pass strict=False to drop such studies")
             empty.append(str(what)); continue
         no_head += not has_headers(raw)
         sp = split_of[r.frontal]
-        if not isinstance(sp, str): raise ValueError(f"{src['split']}: {src['id']} {r.frontal!r} (study {r.study_id}) has no split row")
-        rows.append(dict(image_path=p(r.frontal), auxview_image_path=p(r.lateral), last_image_path=p(r.prior_frontal),
-                         last_auxview_image_path=p(r.prior_lateral), report=text, subject_id=r.subject_id, study_id=r.study_id, split=sp))
+        if not isinstance(sp, str): raise ValueError(
+            f"{src['split']}: {src['id']} {r.frontal!r} (study {r.study_id}) has no split row")
+        rows.append(dict(image_path=p(r.frontal), auxview_image_path=p(r.lateral),
+                         last_image_path=p(r.prior_frontal),
+                         last_auxview_image_path=p(r.prior_lateral), report=text,
+                         subject_id=r.subject_id, study_id=r.study_id, split=sp))
     return rows, empty, no_head
 
 # %% ../nbs/02_mimic.ipynb #352ac8a5
 def _check_images(df: pd.DataFrame, root: Path, listed_in: str, kw: str):
-    "Every image of the table exists under `root`; else one line naming the first missing ones and the fix."
-    miss = [(i, c, p) for c in ALTA_COLUMNS[:4] for i, p in enumerate(df[c]) if p != '-1' and not (root/p).exists()]
+    "Every image of the table exists under `root`; else a line naming the first missing, the fix."
+    miss = [(i, c, p) for c in ALTA_COLUMNS[:4] for i, p in enumerate(df[c])
+            if p != '-1' and not (root/p).exists()]
     if not miss: return
     i, c, p = miss[0]; more = list(dict.fromkeys(q for *_, q in miss[1:] if q != p))
-    raise FileNotFoundError(f"{root/p}: image listed in {listed_in} (table row {i}, {c}) does not exist; {len(more) + 1} image(s) missing"
-                            f"{' (also ' + ', '.join(more[:3]) + ')' if more else ''}: fix the paths or the root, or pass {kw}=False")
+    raise FileNotFoundError(f"{root/p}: image listed in {listed_in} (table row {i}, {c}) does "
+                            f"not exist; {len(more) + 1} image(s) missing"
+                            f"{' (also ' + ', '.join(more[:3]) + ')' if more else ''}: "
+                            f"fix the paths or the root, or pass {kw}=False")
 
-def _zero_rows(img: pd.DataFrame, counts: dict, no_f: list, empty: list, unknown: dict, where: str) -> str:
-    "The one-line error of a build that would give no rows: the counts per reason and the first examples of each."
+def _zero_rows(img: pd.DataFrame, counts: dict, no_f: list, empty: list, unknown: dict,
+               where: str) -> str:
+    "The one-line error of a build with no rows: counts per reason, the first examples of each."
     views = lambda s: sorted(set(img.view_raw[img.study_id == s]))
-    why = [f"no_frontal={counts['no_frontal']}" + (f" (e.g. {'; '.join(f'study {s} views {views(s)}' for s in no_f)})" if no_f else ''),
+    why = [f"no_frontal={counts['no_frontal']}"
+           + (f" (e.g. {'; '.join(f'study {s} views {views(s)}' for s in no_f)})"
+              if no_f else ''),
            f"empty_report={len(empty)}" + (f" (e.g. {', '.join(empty[:3])})" if empty else '')]
-    fix = (f"map the view values {dict(list(unknown.items())[:6])} with view_map={{'<value>': 'PA'|'AP'|'LATERAL'|'LL'}}"
-           if unknown else "give the studies a PA/AP image") + " and make the reports non-empty (FINDINGS:/IMPRESSION: or no headers at all)"
-    return f"{where}: the ALTA table would have 0 rows: studies={counts['studies']} {' '.join(why)}; fix: {fix}"
+    fix = ((f"map the view values {dict(list(unknown.items())[:6])} "
+            f"with view_map={{'<value>': 'PA'|'AP'|'LATERAL'|'LL'}}"
+            if unknown else "give the studies a PA/AP image")
+           + " and make the reports non-empty (FINDINGS:/IMPRESSION: or no headers at all)")
+    return (f"{where}: the ALTA table would have 0 rows: studies={counts['studies']} "
+            f"{' '.join(why)}; fix: {fix}")
 
 def _say(counts: dict, unknown: dict, no_head: int):
-    print(' '.join(f'{k}={v}' for k, v in counts.items() if k not in ('unrecognised_views', 'reports_without_headers')))
-    if unknown: print(f"view values neither frontal nor lateral (ignored): {', '.join(f'{k!r}×{v}' for k, v in unknown.items())}; "
+    print(' '.join(f'{k}={v}' for k, v in counts.items()
+                   if k not in ('unrecognised_views', 'reports_without_headers')))
+    if unknown: print(f"view values neither frontal nor lateral (ignored): "
+                      f"{', '.join(f'{k!r}×{v}' for k, v in unknown.items())}; "
                       f"map any that are with view_map={{value: 'PA'|'AP'|'LATERAL'|'LL'}}")
-    if no_head: print(f"{no_head} report(s) without section headers (no FINDINGS:/IMPRESSION:): used whole")
+    if no_head: print(f"{no_head} report(s) without section headers "
+                      f"(no FINDINGS:/IMPRESSION:): used whole")
 
 # %% ../nbs/02_mimic.ipynb #89f2c15d
-def alta_table_from_images(img: pd.DataFrame, root, src: dict, out_csv=None, view_map: dict | None = None, strict: bool = False,
+def alta_table_from_images(img: pd.DataFrame, root, src: dict, out_csv=None,
+                           view_map: dict | None = None, strict: bool = False,
                            check_images: bool = True, verbose: bool = True) -> pd.DataFrame:
-    """The one ALTA builder. `img`: one row per image with `subject_id, study_id`, the time columns `src['when']`, `view`,
-    `image_id` (tie-break), `path` (relative to `root`), `split`, `row` and `report` (text) or `report_path`."""
+    """The one ALTA builder. `img`: a row per image: `subject_id, study_id`, `src['when']` times,
+    `view`, `image_id` (tie-break), `path` (in `root`), `split`, `row`, `report`/`report_path`."""
     root = Path(root)
-    img = img.assign(view_raw=img.view.fillna('').astype(str), view=normalise_views(img.view, view_map))
-    unknown = img.view_raw[~img.view.isin(FRONTAL_RANK) & ~img.view.isin(LATERAL_RANK)].value_counts().to_dict()
+    img = img.assign(view_raw=img.view.fillna('').astype(str),
+                     view=normalise_views(img.view, view_map))
+    unknown = (img.view_raw[~img.view.isin(FRONTAL_RANK) & ~img.view.isin(LATERAL_RANK)]
+               .value_counts().to_dict())
     if strict and unknown:
         r = img[img.view_raw.isin(list(unknown))].iloc[0]
         raise ValueError(f"{src['where']} row {r.row}: view value {r.view_raw!r} is neither "
@@ -237,7 +277,8 @@ def alta_table_from_images(img: pd.DataFrame, root, src: dict, out_csv=None, vie
     if check_images: _check_images(df, root, src['listed_in'], src.get('check_kw', 'check_images'))
     counts.update(rows=len(df), with_lateral=int((df.auxview_image_path != '-1').sum()),
                   with_prior=int((df.last_image_path != '-1').sum()),
-                  with_both=int(((df.auxview_image_path != '-1') & (df.last_image_path != '-1')).sum()))
+                  with_both=int(((df.auxview_image_path != '-1')
+                                 & (df.last_image_path != '-1')).sum()))
     if out_csv is not None:
         with atomic_write(out_csv, newline='') as f: df.to_csv(f, index=False)
         counts['sha256'] = file_sha256(out_csv)
@@ -247,101 +288,25 @@ def alta_table_from_images(img: pd.DataFrame, root, src: dict, out_csv=None, vie
     return df
 
 # %% ../nbs/02_mimic.ipynb #969f58ee
-def build_alta_table(mimic_root, out_csv=None, reports_root=None, strict: bool = False, check_files: bool = True,
-                     verbose: bool = True, view_map: dict | None = None) -> pd.DataFrame:
-    "The ALTA study table of a MIMIC-CXR(-JPG) root (written to `out_csv` atomically); counts in `.attrs['counts']`."
+def build_alta_table(mimic_root, out_csv=None, reports_root=None, strict: bool = False,
+                     check_files: bool = True, verbose: bool = True,
+                     view_map: dict | None = None) -> pd.DataFrame:
+    "The ALTA table of a MIMIC-CXR(-JPG) root (to `out_csv` atomically); `.attrs['counts']`."
     root = Path(mimic_root); reports_root = Path(reports_root or root)
     meta = read_metadata(root)
     split_path = find_csv(root, 'mimic-cxr-2.0.0-split.csv')
     split = read_checked_csv(split_path, SPLIT_COLUMNS)
     ext = _image_ext(root, meta)
-    img = pd.DataFrame(dict(subject_id=meta.subject_id, study_id=meta.study_id, StudyDate=meta.StudyDate, StudyTime=meta.StudyTime,
+    img = pd.DataFrame(dict(subject_id=meta.subject_id, study_id=meta.study_id,
+                            StudyDate=meta.StudyDate, StudyTime=meta.StudyTime,
                             view=meta.ViewPosition, image_id=meta.dicom_id, row=meta.index + 2,
-                            path=[_relpath(a, b, d, ext) for a, b, d in zip(meta.subject_id, meta.study_id, meta.dicom_id)],
+                            path=[_relpath(a, b, d, ext) for a, b, d
+                                  in zip(meta.subject_id, meta.study_id, meta.dicom_id)],
                             split=meta.dicom_id.map(dict(zip(split.dicom_id, split.split))),
-                            report_path=[reports_root/_report_relpath(a, b) for a, b in zip(meta.subject_id, meta.study_id)]))
-    src = dict(when=('StudyDate', 'StudyTime'), where=str(find_csv(root, 'mimic-cxr-2.0.0-metadata.csv')), listed_in='metadata',
-               split=str(split_path), id='dicom_id', report_hint='expected the MIMIC-CXR report .txt', check_kw='check_files')
+                            report_path=[reports_root/_report_relpath(a, b)
+                                         for a, b in zip(meta.subject_id, meta.study_id)]))
+    src = dict(when=('StudyDate', 'StudyTime'),
+               where=str(find_csv(root, 'mimic-cxr-2.0.0-metadata.csv')), listed_in='metadata',
+               split=str(split_path), id='dicom_id',
+               report_hint='expected the MIMIC-CXR report .txt', check_kw='check_files')
     return alta_table_from_images(img, root, src, out_csv, view_map, strict, check_files, verbose)
-
-# %% ../nbs/02_mimic.ipynb #385ef294
-def _study_times(df: pd.DataFrame, first_bad) -> pd.Series:
-    """`study_datetime` as ISO 8601: a full date at least; UTC offsets (all or none) converted to
-    UTC; a study with no time of day may not share its day with another study of its subject."""
-    raw = df.study_datetime.astype(str).str.strip(); v = lambda i: f"study_datetime {raw[i]!r}"
-    tz = raw.str.contains(r'[T ]\d\d:?\d\d.*(?:Z|[+-]\d\d(?::?\d\d)?)$')    # a time with an offset
-    first_bad(~raw.str.match(r'\d{4}-?\d\d-?\d\d'), lambda i: f"{v(i)} is not a full ISO 8601 date "
-              f"(a year or month cannot order studies); write the day: 2011-03-28 (14:05)")
-    if tz.any(): first_bad(~tz, lambda i: f"{v(i)} has no UTC offset, row {int(tz.argmax()) + 2} "
-                           f"has one; give every value an offset (2011-03-28 14:05+01:00) or none")
-    when = pd.to_datetime(raw, errors='coerce', format='ISO8601', utc=bool(tz.any()))
-    first_bad(when.isna(), lambda i: f"{v(i)} is not a date; write ISO 8601 (2011-03-28 14:05)")
-    when = when.dt.tz_localize(None) if tz.any() else when          # offsets → UTC, compared so
-    many = df.groupby([df.subject_id, when.dt.normalize()]).study_id.transform('nunique') > 1
-    first_bad(many & ~raw.str.contains(r'\d[T ]\d'), lambda i: f"{v(i)} has no time of day and "
-              f"subject {df.subject_id[i]!r} has another study that day (order unknown); add times")
-    return when
-
-# %% ../nbs/02_mimic.ipynb #f3e362bd
-FLAT_COLUMNS = {'subject_id': 'str', 'study_id': 'str', 'study_datetime': 'str', 'view': 'str', 'path': 'str'}
-SPLITS = ('train', 'validate', 'test')
-
-def read_flat_csv(csv) -> pd.DataFrame:
-    "The flat input (one row per image) with its columns, dates, ids and splits checked; one-line errors name the row and the fix."
-    csv = Path(csv)
-    df = read_checked_csv(csv, FLAT_COLUMNS)
-    has = [c for c in ('report', 'report_path') if c in df.columns]
-    if len(has) != 1: raise ValueError(f"{csv}: needs exactly one of the columns 'report' (text) or 'report_path' (file), found {has or 'neither'}")
-    def first_bad(mask, what):
-        if mask.any(): i = int(np.argmax(mask.values)); raise ValueError(f"{csv}: row {i + 2}: {what(i)}")
-    for c in ('subject_id', 'study_id', 'study_datetime', 'path'): first_bad(df[c].isna() | (df[c].astype(str).str.strip() == ''), lambda i: f"column {c!r} is empty; every image needs one")
-    df['study_datetime'] = _study_times(df, first_bad)
-    first_bad(df.path.duplicated(), lambda i: f"duplicate path {df.path[i]!r}: each image must appear once")
-    subj = df.groupby('study_id').subject_id.transform('nunique')
-    first_bad(subj > 1, lambda i: f"study_id {df.study_id[i]!r} belongs to two subjects ({sorted(set(df.subject_id[df.study_id == df.study_id[i]]))}); study ids must be unique")
-    span = df.groupby('study_id').study_datetime.transform(lambda s: s.max() - s.min())
-    first_bad(span > pd.Timedelta(days=1), lambda i: f"study {df.study_id[i]!r}: its images' study_datetime are out of order (span {span[i]}); "
-                                                      f"one study, one date: give the other visit its own study_id")
-    if 'report' in df.columns:
-        rep = df.report.where(df.report.fillna('').astype(str).str.strip() != '')     # blank = none
-        n = rep.groupby(df.study_id).transform('nunique')
-        first_bad(n > 1, lambda i: f"study {df.study_id[i]!r} has {n[i]} different reports; one report per study (duplicate study ids?)")
-        df['report'] = rep.groupby(df.study_id).transform('first')
-    df['split'] = df.split.fillna('train').astype(str).str.strip().str.lower().replace({'valid': 'validate', 'val': 'validate'}) if 'split' in df else 'train'
-    first_bad(~df.split.isin(SPLITS), lambda i: f"split {df.split[i]!r} is not one of {SPLITS}")
-    return df
-
-# %% ../nbs/02_mimic.ipynb #899bfae8
-def build_alta_table_from_csv(csv, out_csv=None, image_root=None, view_map: dict | None = None, strict: bool = False,
-                              check_images: bool = True, verbose: bool = True) -> pd.DataFrame:
-    """The ALTA study table of any collection described by one flat CSV (see `read_flat_csv`): paths relative to `image_root`
-    (default: the CSV's folder), `report_path`s relative to the CSV's folder; the MIMIC builder's rules and counts."""
-    csv = Path(csv); df = read_flat_csv(csv)
-    img = df.assign(image_id=df.path, row=df.index + 2, t=df.study_datetime)
-    if 'report_path' in df.columns: img['report_path'] = [csv.parent/p for p in df.report_path]
-    src = dict(when=('t',), where=str(csv), listed_in=csv.name, split=str(csv), id='path', report_hint=f'report_path in {csv.name}')
-    return alta_table_from_images(img, Path(image_root or csv.parent), src, out_csv, view_map, strict, check_images, verbose)
-
-# %% ../nbs/02_mimic.ipynb #e4cbb534
-TABLE_VERSION = 3     # bump when a rule of the builder changes: cached tables are rebuilt (3: ties)
-
-def table_sources(source, reports_root=None) -> list[Path]:
-    "The files the table of `source` is built from: metadata, split, reports; or CSV and reports."
-    src = Path(source)
-    if src.is_file():
-        df = pd.read_csv(src, usecols=lambda c: c == 'report_path', dtype=str)
-        rp = df.get('report_path', pd.Series([], dtype=str)).dropna().unique()
-        return [src] + [src.parent/p for p in rp]
-    meta = read_metadata(src); reports_root = Path(reports_root or src)
-    ids = meta[['subject_id', 'study_id']].drop_duplicates()
-    files = [find_csv(src, f'mimic-cxr-2.0.0-{n}.csv') for n in ('metadata', 'split')]
-    return files + [reports_root/_report_relpath(a, b) for a, b in ids.itertuples(index=False)]
-
-def source_fingerprint(source, reports_root=None) -> str:
-    """A key for the ALTA table built from `source` (a MIMIC-CXR-JPG root or a flat CSV): the
-    builder version, the path, and the size and mtime of every file it reads (`table_sources`)."""
-    src = Path(source); ident = []
-    for f in table_sources(src, reports_root):
-        try: s = os.stat(f); ident.append((str(f), s.st_size, s.st_mtime_ns))
-        except FileNotFoundError: ident.append((str(f), None))
-    return hashlib.sha1(json.dumps([TABLE_VERSION, str(src.resolve()), ident]).encode()).hexdigest()[:16]

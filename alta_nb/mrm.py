@@ -25,16 +25,16 @@ __all__ = ['POS_EMBED_RULES', 'DEFAULT_SPECIAL_IDS', 'sincos_1d', 'sincos_pos_em
 
 # %% ../nbs/05_mrm.ipynb #0bb8696c
 POS_EMBED_RULES = {'mae': 0.5, 'official': 2.0}     # frequency i is 10000^(-i / (dim · factor))
-
 def sincos_1d(dim: int, positions: np.ndarray, rule: str = 'mae') -> np.ndarray:
-    "(len(positions), dim) sin/cos features of `positions`; `dim` must be even; `rule` picks MAE's or ALTA/MRM's frequencies."
-    if rule not in POS_EMBED_RULES: raise ValueError(f"pos_embed_rule={rule!r}: expected one of {list(POS_EMBED_RULES)}")
+    "(len(positions), dim) sin/cos features (`dim` even); `rule`: MAE's or ALTA/MRM's frequencies."
+    if rule not in POS_EMBED_RULES:
+        raise ValueError(f"pos_embed_rule={rule!r}: expected one of {list(POS_EMBED_RULES)}")
     freqs = 1.0 / 10000 ** (np.arange(dim // 2, dtype=np.float64) / (dim * POS_EMBED_RULES[rule]))
     angles = np.outer(positions.reshape(-1), freqs)
     return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
-
-def sincos_pos_embed_2d(dim: int, grid_size: int, cls_token: bool = True, rule: str = 'mae') -> torch.Tensor:
-    "(1, [1+] grid², dim) fixed positions: first half of channels = column (x), second half = row (y)."
+def sincos_pos_embed_2d(dim: int, grid_size: int, cls_token: bool = True,
+                        rule: str = 'mae') -> torch.Tensor:
+    "(1, [1+] grid², dim) fixed positions: first half of channels = column (x), second = row (y)."
     if dim % 4: raise ValueError(f"sin-cos positions need a width divisible by 4, got {dim}")
     ys, xs = np.meshgrid(np.arange(grid_size), np.arange(grid_size), indexing='ij')
     emb = np.concatenate([sincos_1d(dim // 2, xs, rule), sincos_1d(dim // 2, ys, rule)], axis=1)
@@ -47,7 +47,6 @@ def check_image_size(image_size: int, patch_size: int, what: str = 'image_size')
     if image_size <= 0 or patch_size <= 0 or image_size % patch_size:
         raise ValueError(f"{what}={image_size} is not divisible by patch_size={patch_size}; "
                          f"use a multiple of {patch_size} (paper: 224 with patch 16)")
-
 def mae_init_(module: nn.Module):
     "MAE/MRM init: xavier-uniform weights and zero bias for linears, unit LayerNorms."
     for m in module.modules():
@@ -56,20 +55,19 @@ def mae_init_(module: nn.Module):
             if m.bias is not None: nn.init.zeros_(m.bias)
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
-
 def build_vit(cfg: Config) -> VisionTransformer:
     "The MRM/ALTA image encoder: timm ViT (no head, no download) with fixed 2-D sin-cos positions."
     check_image_size(cfg.image_size, cfg.patch_size)
-    vit = VisionTransformer(img_size=cfg.image_size, patch_size=cfg.patch_size, in_chans=3, num_classes=0,
-                            embed_dim=cfg.vit_dim, depth=cfg.vit_depth, num_heads=cfg.vit_heads,
-                            mlp_ratio=cfg.mlp_ratio, qkv_bias=True, global_pool='token',
-                            norm_layer=partial(nn.LayerNorm, eps=1e-6), weight_init='skip')
-    mae_init_(vit)
-    w = vit.patch_embed.proj.weight
-    nn.init.xavier_uniform_(w.view(w.shape[0], -1))        # the patch projection is a linear map of a patch
-    nn.init.normal_(vit.cls_token, std=0.02)
-    grid = cfg.image_size // cfg.patch_size
-    vit.pos_embed = nn.Parameter(sincos_pos_embed_2d(cfg.vit_dim, grid, rule=cfg.pos_embed_rule).to(w.device), requires_grad=False)
+    vit = VisionTransformer(
+        img_size=cfg.image_size, patch_size=cfg.patch_size, in_chans=3, num_classes=0,
+        embed_dim=cfg.vit_dim, depth=cfg.vit_depth, num_heads=cfg.vit_heads,
+        mlp_ratio=cfg.mlp_ratio, qkv_bias=True, global_pool='token',
+        norm_layer=partial(nn.LayerNorm, eps=1e-6), weight_init='skip')
+    mae_init_(vit); w = vit.patch_embed.proj.weight
+    nn.init.xavier_uniform_(w.view(w.shape[0], -1))        # the patch projection is a linear map
+    nn.init.normal_(vit.cls_token, std=0.02); grid = cfg.image_size // cfg.patch_size
+    vit.pos_embed = nn.Parameter(sincos_pos_embed_2d(cfg.vit_dim, grid, rule=cfg.pos_embed_rule)
+                                 .to(w.device), requires_grad=False)
     return vit
 
 # %% ../nbs/05_mrm.ipynb #5ed41318
@@ -79,49 +77,46 @@ def embed_patches(vit: VisionTransformer, images: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"images: expected (B,3,S,S), got shape {tuple(images.shape)}")
     S = vit.patch_embed.img_size[0]
     if images.shape[-2:] != (S, S):
-        raise ValueError(f"images: expected {S}x{S} pixels (cfg.image_size), got {tuple(images.shape[-2:])}")
+        raise ValueError(f"images: expected {S}x{S} pixels (cfg.image_size), got "
+                         f"{tuple(images.shape[-2:])}")
     return vit.patch_embed(images) + vit.pos_embed[:, 1:]
-
 def prepend_cls(vit: VisionTransformer, tokens: torch.Tensor) -> torch.Tensor:
     "Put the CLS token (with its position slot) in front of (B,n,D) tokens."
     cls = (vit.cls_token + vit.pos_embed[:, :1]).expand(tokens.shape[0], -1, -1)
     return torch.cat([cls, tokens], dim=1)
-
 def run_blocks(vit: VisionTransformer, tokens: torch.Tensor) -> torch.Tensor:
     "The transformer blocks and the final norm of the ViT."
     return vit.norm(vit.blocks(tokens))
 
 # %% ../nbs/05_mrm.ipynb #d21eeb98
-def random_masking(tokens: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None):
-    "Keep a random `1-mask_ratio` of (B,N,D) tokens per sample → (kept (B,K,D), mask (B,N) 1=hidden, ids_restore (B,N))."
-    B, N, D = tokens.shape
-    n_keep = int(N * (1 - mask_ratio))
-    noise = torch.rand(B, N, generator=generator, device='cpu' if generator is not None else tokens.device).to(tokens.device)
-    ids_shuffle = noise.argsort(dim=1)
-    ids_restore = ids_shuffle.argsort(dim=1)
+def random_masking(tokens: torch.Tensor, mask_ratio: float,
+                   generator: torch.Generator | None = None):
+    "Keep a random `1-mask_ratio` of (B,N,D) tokens → (kept (B,K,D), mask 1=hidden, ids_restore)."
+    B, N, D = tokens.shape; n_keep = int(N * (1 - mask_ratio))
+    noise = torch.rand(B, N, generator=generator,
+                       device='cpu' if generator is not None else tokens.device).to(tokens.device)
+    ids_shuffle = noise.argsort(dim=1); ids_restore = ids_shuffle.argsort(dim=1)
     kept = tokens.gather(1, ids_shuffle[:, :n_keep, None].expand(-1, -1, D))
-    mask = torch.ones(B, N, device=tokens.device)
-    mask[:, :n_keep] = 0
+    mask = torch.ones(B, N, device=tokens.device); mask[:, :n_keep] = 0
     return kept, mask.gather(1, ids_restore), ids_restore
 
 # %% ../nbs/05_mrm.ipynb #db2c87cc
 def target_patch_size(cfg: Config) -> int:
     "Pixels per side of the high-resolution block each input patch reconstructs (paper: 32)."
     if cfg.hires_size % cfg.image_size:
-        raise ValueError(f"hires_size={cfg.hires_size} must be a multiple of image_size={cfg.image_size} (paper: 448 = 2 × 224)")
+        raise ValueError(f"hires_size={cfg.hires_size} must be a multiple of "
+                         f"image_size={cfg.image_size} (paper: 448 = 2 × 224)")
     return cfg.patch_size * cfg.hires_size // cfg.image_size
-
 def patchify(images: torch.Tensor, p: int) -> torch.Tensor:
-    "(B,C,H,W) → (B, (H/p)·(W/p), p·p·C), patches in row-major order, pixels as (row, col, channel)."
+    "(B,C,H,W) → (B, (H/p)·(W/p), p·p·C), patches row-major, pixels as (row, col, channel)."
     B, C, H, W = images.shape
-    if H % p or W % p: raise ValueError(f"images of {H}x{W} pixels cannot be cut into {p}x{p} patches")
+    if H % p or W % p:
+        raise ValueError(f"images of {H}x{W} pixels cannot be cut into {p}x{p} patches")
     x = images.reshape(B, C, H // p, p, W // p, p)
     return x.permute(0, 2, 4, 3, 5, 1).reshape(B, (H // p) * (W // p), p * p * C)
-
 def unpatchify(patches: torch.Tensor, p: int, channels: int = 3) -> torch.Tensor:
     "Inverse of `patchify` for a square grid."
-    B, L, _ = patches.shape
-    g = int(round(L ** 0.5))
+    B, L, _ = patches.shape; g = int(round(L ** 0.5))
     if g * g != L: raise ValueError(f"{L} patches do not form a square grid")
     x = patches.reshape(B, g, g, p, p, channels).permute(0, 5, 1, 3, 2, 4)
     return x.reshape(B, channels, g * p, g * p)
@@ -129,116 +124,118 @@ def unpatchify(patches: torch.Tensor, p: int, channels: int = 3) -> torch.Tensor
 # %% ../nbs/05_mrm.ipynb #e7544070
 class MAEDecoder(nn.Module):
     "MAE/MRM decoder: visible tokens + mask tokens → pixels of every (high-resolution) patch."
-    def __init__(self, num_patches: int, enc_dim: int, dim: int, depth: int, heads: int, out_patch: int,
-                 mlp_ratio: float = 4.0, channels: int = 3, pos_rule: str = 'mae'):
-        super().__init__()
-        self.out_patch, self.channels = out_patch, channels
-        self.embed = nn.Linear(enc_dim, dim)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+    def __init__(self, num_patches: int, enc_dim: int, dim: int, depth: int, heads: int,
+                 out_patch: int, mlp_ratio: float = 4.0, channels: int = 3, pos_rule: str = 'mae'):
+        super().__init__(); self.out_patch, self.channels = out_patch, channels
+        self.embed = nn.Linear(enc_dim, dim); self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         grid = int(round(num_patches ** 0.5))
-        self.pos_embed = nn.Parameter(sincos_pos_embed_2d(dim, grid, rule=pos_rule), requires_grad=False)
-        self.blocks = nn.Sequential(*[Block(dim, heads, mlp_ratio, qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6))
+        self.pos_embed = nn.Parameter(sincos_pos_embed_2d(dim, grid, rule=pos_rule),
+                                      requires_grad=False)
+        self.blocks = nn.Sequential(*[Block(dim, heads, mlp_ratio, qkv_bias=True,
+                                            norm_layer=partial(nn.LayerNorm, eps=1e-6))
                                       for _ in range(depth)])
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.pred = nn.Linear(dim, out_patch * out_patch * channels)
         mae_init_(self); nn.init.normal_(self.mask_token, std=0.02)
-
     def forward(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
-        "latent (B,1+K,enc_dim) = CLS + visible tokens; ids_restore (B,N) → (B,N,out_patch²·C) predictions."
+        "latent (B,1+K,enc_dim) = CLS + visible tokens; ids_restore (B,N) → (B,N,out_patch²·C)."
         x = self.embed(latent)
-        B, N = ids_restore.shape
-        fill = self.mask_token.expand(B, N - (x.shape[1] - 1), -1)
+        B, N = ids_restore.shape; fill = self.mask_token.expand(B, N - (x.shape[1] - 1), -1)
         patches = torch.cat([x[:, 1:], fill], dim=1)
-        patches = patches.gather(1, ids_restore[..., None].expand(-1, -1, x.shape[-1]))   # back to image order
+        patches = patches.gather(1, ids_restore[..., None].expand(-1, -1, x.shape[-1]))  # unshuffle
         x = torch.cat([x[:, :1], patches], dim=1) + self.pos_embed
         return self.pred(self.norm(self.blocks(x)))[:, 1:]
-
 def build_decoder(cfg: Config) -> MAEDecoder:
     "The MAE decoder of this config, predicting `target_patch_size(cfg)`² pixel blocks."
-    return MAEDecoder((cfg.image_size // cfg.patch_size) ** 2, cfg.vit_dim, cfg.decoder_dim, cfg.decoder_depth,
-                      cfg.decoder_heads, target_patch_size(cfg), cfg.mlp_ratio, pos_rule=cfg.pos_embed_rule)
+    return MAEDecoder((cfg.image_size // cfg.patch_size) ** 2, cfg.vit_dim, cfg.decoder_dim,
+                      cfg.decoder_depth, cfg.decoder_heads, target_patch_size(cfg), cfg.mlp_ratio,
+                      pos_rule=cfg.pos_embed_rule)
 
 # %% ../nbs/05_mrm.ipynb #55479992
-def mae_loss(target_images: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor, p: int, norm_pix: bool = True) -> torch.Tensor:
+def mae_loss(target_images: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor, p: int,
+             norm_pix: bool = True) -> torch.Tensor:
     "Mean squared error on hidden patches; targets per-patch normalised when `norm_pix`."
     target = patchify(target_images, p)
     if target.shape != pred.shape:
-        raise ValueError(f"MAE target has {tuple(target.shape)} patches but the decoder predicted {tuple(pred.shape)}; "
-                         "check hires_size against image_size")
+        raise ValueError(f"MAE target has {tuple(target.shape)} patches but the decoder predicted "
+                         f"{tuple(pred.shape)}; check hires_size against image_size")
     if norm_pix:
-        target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6) ** 0.5
+        target = ((target - target.mean(-1, keepdim=True))
+                  / (target.var(-1, keepdim=True) + 1e-6) ** 0.5)
     per_patch = ((pred - target) ** 2).mean(-1)
     return (per_patch * mask).sum() / mask.sum().clamp(min=1)
 
 # %% ../nbs/05_mrm.ipynb #a3bd2742
-def mask_report_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, prob: float, mask_token_id: int,
-                       special_ids, generator: torch.Generator | None = None):
-    "Replace a random `prob` of real, non-special tokens by `[MASK]` → (masked ids, labels with -100 elsewhere)."
+def mask_report_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, prob: float,
+                       mask_token_id: int, special_ids, generator: torch.Generator | None = None):
+    "Replace a random `prob` of real, non-special tokens by `[MASK]` → (masked ids, labels)."
     special = torch.isin(input_ids, torch.as_tensor(sorted(special_ids), device=input_ids.device))
     eligible = attention_mask.bool() & ~special
-    draw = torch.rand(input_ids.shape, generator=generator, device='cpu' if generator is not None else input_ids.device)
+    draw = torch.rand(input_ids.shape, generator=generator,
+                      device='cpu' if generator is not None else input_ids.device)
     chosen = (draw.to(input_ids.device) < prob) & eligible
     return input_ids.masked_fill(chosen, mask_token_id), input_ids.masked_fill(~chosen, -100)
-
 @contextlib.contextmanager
 def condition_embeddings(embeddings: nn.Module, condition: torch.Tensor | None):
     "Within the block, add `condition` (B,H) to every token of `embeddings`' output (B,L,H)."
     if condition is None: yield; return
-    handle = embeddings.register_forward_hook(lambda mod, args, out: out + condition[:, None, :].to(out.dtype))
+    handle = embeddings.register_forward_hook(
+        lambda mod, args, out: out + condition[:, None, :].to(out.dtype))
     try: yield
     finally: handle.remove()
 
 # %% ../nbs/05_mrm.ipynb #314af99b
 DEFAULT_SPECIAL_IDS = dict(pad=0, unk=1, cls=2, sep=3, mask=4)
-
 def special_token_ids(tokenizer=None) -> dict:
     "pad/unk/cls/sep/mask ids of `tokenizer` (or the kit's defaults)."
     if tokenizer is None: return dict(DEFAULT_SPECIAL_IDS)
     out = dict(pad=tokenizer.pad_token_id, unk=tokenizer.unk_token_id, cls=tokenizer.cls_token_id,
                sep=tokenizer.sep_token_id, mask=tokenizer.mask_token_id)
     missing = [k for k, v in out.items() if v is None]
-    if missing: raise ValueError(f"tokenizer has no {missing} token(s); a BERT-style WordPiece tokenizer is expected")
+    if missing:
+        raise ValueError(f"tokenizer has no {missing} token(s); a BERT-style WordPiece tokenizer "
+                         "is expected")
     return out
-
-def make_bert_config(cfg: Config, vocab_size: int | None = None, pad_token_id: int = 0) -> BertConfig:
-    "A BERT config in code with the profile's text-tower sizes (paper: BERT-base, CXR-BERT's layout)."
+def make_bert_config(cfg: Config, vocab_size: int | None = None,
+                     pad_token_id: int = 0) -> BertConfig:
+    "A BERT config with the profile's text-tower sizes (paper: BERT-base, CXR-BERT's layout)."
     if cfg.text_dim % cfg.text_heads:
         raise ValueError(f"text_dim={cfg.text_dim} is not divisible by text_heads={cfg.text_heads}")
     return BertConfig(vocab_size=vocab_size or cfg.vocab_size, hidden_size=cfg.text_dim,
                       num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.text_heads,
-                      intermediate_size=cfg.text_intermediate, max_position_embeddings=max(512, cfg.max_text_len),
-                      hidden_act='gelu', layer_norm_eps=1e-12, pad_token_id=pad_token_id, type_vocab_size=2)
+                      intermediate_size=cfg.text_intermediate,
+                      max_position_embeddings=max(512, cfg.max_text_len), hidden_act='gelu',
+                      layer_norm_eps=1e-12, pad_token_id=pad_token_id, type_vocab_size=2)
 
 # %% ../nbs/05_mrm.ipynb #a4bc16f8
 class MRM(nn.Module):
-    "MRM pretraining: MAE on the current frontal (high-res target) + image-conditioned masked report modeling."
+    "MRM pretraining: MAE on the current frontal (high-res target) + image-conditioned report MLM."
     kind = 'mrm'
     def __init__(self, cfg: Config, vocab_size: int | None = None, special_ids: dict | None = None):
-        super().__init__()
-        self.cfg, self.special = cfg, dict(special_ids or DEFAULT_SPECIAL_IDS)
-        self.vit = build_vit(cfg)
-        self.decoder = build_decoder(cfg)
+        super().__init__(); self.cfg, self.special = cfg, dict(special_ids or DEFAULT_SPECIAL_IDS)
+        self.vit = build_vit(cfg); self.decoder = build_decoder(cfg)
         self.mlm = BertForMaskedLM(make_bert_config(cfg, vocab_size, self.special['pad']))
-        self.bert_mlp = nn.Linear(cfg.vit_dim, cfg.text_dim)     # image → text width (official `bert_mlp`)
-
-    def encode_masked(self, images: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None):
-        "Encode (B,3,S,S) with `mask_ratio` of the patches hidden → (latent (B,1+K,D), mask, ids_restore)."
-        kept, mask, ids_restore = random_masking(embed_patches(self.vit, images), mask_ratio, generator)
+        self.bert_mlp = nn.Linear(cfg.vit_dim, cfg.text_dim)   # image → text width (`bert_mlp`)
+    def encode_masked(self, images: torch.Tensor, mask_ratio: float,
+                      generator: torch.Generator | None = None):
+        "Encode (B,3,S,S), `mask_ratio` of patches hidden → (latent (B,1+K,D), mask, ids_restore)."
+        kept, mask, ids_restore = random_masking(embed_patches(self.vit, images), mask_ratio,
+                                                 generator)
         return run_blocks(self.vit, prepend_cls(self.vit, kept)), mask, ids_restore
-
-    def reconstruct(self, images: torch.Tensor, mask_ratio: float | None = None, generator: torch.Generator | None = None):
-        "Decoder output as high-res images plus the patch mask: (pred (B,3,H,H), mask (B,N)); `generator` fixes the masking."
-        latent, mask, ids_restore = self.encode_masked(images, self.cfg.mask_ratio if mask_ratio is None else mask_ratio, generator)
+    def reconstruct(self, images: torch.Tensor, mask_ratio: float | None = None,
+                    generator: torch.Generator | None = None):
+        "Decoder output as high-res images + patch mask: (pred (B,3,H,H), mask (B,N))."
+        latent, mask, ids_restore = self.encode_masked(
+            images, self.cfg.mask_ratio if mask_ratio is None else mask_ratio, generator)
         return unpatchify(self.decoder(latent, ids_restore), self.decoder.out_patch), mask
-
     def forward(self, batch: dict) -> dict:
-        images = batch['images']
-        frontal = images[:, 0] if images.ndim == 5 else images
+        images = batch['images']; frontal = images[:, 0] if images.ndim == 5 else images
         latent, mask, ids_restore = self.encode_masked(frontal, self.cfg.mask_ratio)
         pred = self.decoder(latent, ids_restore)
         l_mae = mae_loss(batch['hires'], pred, mask, self.decoder.out_patch, self.cfg.norm_pix_loss)
         ids, am = batch['input_ids'], batch['attention_mask']
-        masked, labels = mask_report_tokens(ids, am, self.cfg.mlm_prob, self.special['mask'], set(self.special.values()))
+        masked, labels = mask_report_tokens(ids, am, self.cfg.mlm_prob, self.special['mask'],
+                                            set(self.special.values()))
         with condition_embeddings(self.mlm.bert.embeddings, self.bert_mlp(latent[:, 1:].mean(1))):
             logits = self.mlm(input_ids=masked, attention_mask=am).logits
         l_mlm = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
@@ -251,95 +248,103 @@ def _mrm_encode_image(self: MRM, images: torch.Tensor, view_mask=None) -> torch.
     frontal = images[:, 0] if images.ndim == 5 else images
     cls = run_blocks(self.vit, prepend_cls(self.vit, embed_patches(self.vit, frontal)))[:, 0]
     return F.normalize(cls, dim=-1)
-
-def _mrm_encode_text(self: MRM, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+def _mrm_encode_text(self: MRM, input_ids: torch.Tensor,
+                     attention_mask: torch.Tensor) -> torch.Tensor:
     "L2-normalised [CLS] features of the report model (B, text_dim)."
     h = self.mlm.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0]
     return F.normalize(h, dim=-1)
-
 def _mrm_similarity(self: MRM, img: torch.Tensor, txt: torch.Tensor) -> torch.Tensor:
     "Dot products (B_img, B_txt); refused when the two towers' widths differ."
     if img.shape[-1] != txt.shape[-1]:
-        raise ValueError(f"MRM has no joint space: image features are {img.shape[-1]}-d, text {txt.shape[-1]}-d")
+        raise ValueError(f"MRM has no joint space: image features are {img.shape[-1]}-d, text "
+                         f"{txt.shape[-1]}-d")
     return img @ txt.T
-
 def _mrm_trainable_parameters(self: MRM): return [p for p in self.parameters() if p.requires_grad]
-def _mrm_load_mrm_state(self: MRM, path_or_state) -> dict: return load_mrm_weights(self, path_or_state)
-
-MRM.encode_image, MRM.encode_text, MRM.similarity = _mrm_encode_image, _mrm_encode_text, _mrm_similarity
+def _mrm_load_mrm_state(self: MRM, path_or_state) -> dict:
+    return load_mrm_weights(self, path_or_state)
+MRM.encode_image, MRM.encode_text, MRM.similarity = (_mrm_encode_image, _mrm_encode_text,
+                                                     _mrm_similarity)
 MRM.trainable_parameters, MRM.load_mrm_state = _mrm_trainable_parameters, _mrm_load_mrm_state
 
 # %% ../nbs/05_mrm.ipynb #93a3e941
 def official_mrm_state_dict(cfg: Config, with_report_decoder: bool = True) -> dict:
-    "Random tensors with the names and shapes of the official MRM.pth (`model_mrm.py`) for this config."
+    "Random tensors named and shaped as the official MRM.pth (`model_mrm.py`) for this config."
     D, Dd, P = cfg.vit_dim, cfg.decoder_dim, cfg.patch_size
     N = (cfg.image_size // P) ** 2; hid = int(D * cfg.mlp_ratio); dhid = int(Dd * cfg.mlp_ratio)
-    sd = {'cls_token': (1, 1, D), 'pos_embed': (1, N + 1, D), 'patch_embed.proj.weight': (D, 3, P, P),
-          'patch_embed.proj.bias': (D,), 'norm.weight': (D,), 'norm.bias': (D,),
-          'decoder_embed.weight': (Dd, D), 'decoder_embed.bias': (Dd,), 'mask_token': (1, 1, Dd),
-          'decoder_pos_embed': (1, N + 1, Dd), 'decoder_norm.weight': (Dd,), 'decoder_norm.bias': (Dd,),
-          'decoder_pred.weight': (target_patch_size(cfg) ** 2 * 3, Dd), 'decoder_pred.bias': (target_patch_size(cfg) ** 2 * 3,)}
+    sd = {'cls_token': (1, 1, D), 'pos_embed': (1, N + 1, D),
+          'patch_embed.proj.weight': (D, 3, P, P), 'patch_embed.proj.bias': (D,),
+          'norm.weight': (D,), 'norm.bias': (D,), 'decoder_embed.weight': (Dd, D),
+          'decoder_embed.bias': (Dd,), 'mask_token': (1, 1, Dd),
+          'decoder_pos_embed': (1, N + 1, Dd), 'decoder_norm.weight': (Dd,),
+          'decoder_norm.bias': (Dd,), 'decoder_pred.weight': (target_patch_size(cfg) ** 2 * 3, Dd),
+          'decoder_pred.bias': (target_patch_size(cfg) ** 2 * 3,)}
     def block(pre, d, h):
-        return {f'{pre}.norm1.weight': (d,), f'{pre}.norm1.bias': (d,), f'{pre}.attn.qkv.weight': (3 * d, d),
-                f'{pre}.attn.qkv.bias': (3 * d,), f'{pre}.attn.proj.weight': (d, d), f'{pre}.attn.proj.bias': (d,),
-                f'{pre}.norm2.weight': (d,), f'{pre}.norm2.bias': (d,), f'{pre}.mlp.fc1.weight': (h, d),
-                f'{pre}.mlp.fc1.bias': (h,), f'{pre}.mlp.fc2.weight': (d, h), f'{pre}.mlp.fc2.bias': (d,)}
+        return {f'{pre}.norm1.weight': (d,), f'{pre}.norm1.bias': (d,),
+                f'{pre}.attn.qkv.weight': (3 * d, d), f'{pre}.attn.qkv.bias': (3 * d,),
+                f'{pre}.attn.proj.weight': (d, d), f'{pre}.attn.proj.bias': (d,),
+                f'{pre}.norm2.weight': (d,), f'{pre}.norm2.bias': (d,),
+                f'{pre}.mlp.fc1.weight': (h, d), f'{pre}.mlp.fc1.bias': (h,),
+                f'{pre}.mlp.fc2.weight': (d, h), f'{pre}.mlp.fc2.bias': (d,)}
     for i in range(cfg.vit_depth): sd |= block(f'blocks.{i}', D, hid)
     for i in range(cfg.decoder_depth): sd |= block(f'decoder_blocks.{i}', Dd, dhid)
     if with_report_decoder: sd |= {'bert_mlp.weight': (384, D), 'bert_mlp.bias': (384,),
-                                   'bert_encoder.model.bert.embeddings.word_embeddings.weight': (30000, 384)}
+        'bert_encoder.model.bert.embeddings.word_embeddings.weight': (30000, 384)}
     g = torch.Generator().manual_seed(0)
     return {k: torch.randn(s, generator=g) for k, s in sd.items()}
 
 # %% ../nbs/05_mrm.ipynb #14a487e5
-def load_mrm_weights(model: nn.Module, path_or_state, vit_prefix: str = 'vit.', decoder_prefix: str = 'decoder.',
-                     strict: bool = True) -> dict:
-    """Load MRM encoder+decoder weights into `model`'s ViT (at `vit_prefix`) and MAE decoder (at `decoder_prefix`).
-    Accepts the official names (`MRM.pth`) or ours (`vit.*`, `decoder.*`). Returns what was loaded/ignored;
-    raises one line naming the keys when some are missing or mis-shaped."""
-    sd = read_state_dict(path_or_state)
-    ours = dict(model.named_parameters())
+def load_mrm_weights(model: nn.Module, path_or_state, vit_prefix: str = 'vit.',
+                     decoder_prefix: str = 'decoder.', strict: bool = True) -> dict:
+    "Load MRM weights (official `MRM.pth` or our names) into `model`'s ViT and MAE decoder."
+    sd = read_state_dict(path_or_state); ours = dict(model.named_parameters())
     has_decoder = any(k.startswith(decoder_prefix) for k in ours)
-    want = {k for k in ours if k.startswith((vit_prefix, decoder_prefix) if has_decoder else vit_prefix) and 'adapter' not in k}
+    want = {k for k in ours if k.startswith((vit_prefix, decoder_prefix) if has_decoder
+                                            else vit_prefix) and 'adapter' not in k}
     mapped, ignored, unexpected = {}, [], []
     ours_format = any(k.startswith('vit.') for k in sd)      # a state dict of one of our MRM models
     for k, v in sd.items():
         new = k if k.startswith(('vit.', 'decoder.')) else None if ours_format else mrm_key_map(k)
         if new is None:
-            (ignored if ours_format or k.startswith(OFFICIAL_EXTRAS) else unexpected).append(k); continue
+            (ignored if ours_format or k.startswith(OFFICIAL_EXTRAS) else unexpected).append(k)
+            continue
         new = vit_prefix + new[4:] if new.startswith('vit.') else decoder_prefix + new[8:]
         if new not in ours:
-            (ignored if 'adapter' in new or not has_decoder and new.startswith(decoder_prefix) else unexpected).append(k)
+            (ignored if 'adapter' in new or not has_decoder
+             and new.startswith(decoder_prefix) else unexpected).append(k)
             continue
         if tuple(v.shape) != tuple(ours[new].shape):
-            raise ValueError(f"checkpoint key {k!r} has shape {tuple(v.shape)} but the model's {new!r} is {tuple(ours[new].shape)} "
-                             "(image_size/patch_size/widths must match the checkpoint)")
+            raise ValueError(f"checkpoint key {k!r} has shape {tuple(v.shape)} but the model's "
+                             f"{new!r} is {tuple(ours[new].shape)} (image_size/patch_size/widths "
+                             "must match the checkpoint)")
         mapped[new] = v
     missing = sorted(want - set(mapped))
     if strict and missing:
-        raise ValueError(f"checkpoint lacks {len(missing)} MRM key(s), e.g. {missing[:4]}; expected an MRM.pth-style state dict")
+        raise ValueError(f"checkpoint lacks {len(missing)} MRM key(s), e.g. {missing[:4]}; "
+                         "expected an MRM.pth-style state dict")
     with torch.no_grad():
         for k, v in mapped.items(): ours[k].copy_(v.to(ours[k].dtype))
-    if unexpected: warnings.warn(f"MRM checkpoint: {len(unexpected)} unexpected key(s) ignored, e.g. {unexpected[:4]}")
+    if unexpected:
+        warnings.warn(f"MRM checkpoint: {len(unexpected)} unexpected key(s) ignored, e.g. "
+                      f"{unexpected[:4]}")
     return dict(loaded=sorted(mapped), missing=missing, ignored=ignored, unexpected=unexpected)
 
 # %% ../nbs/05_mrm.ipynb #c1a0f002
 def patch_mse_over_mean(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
-    "Σ_hidden ‖pred − target‖² / Σ_hidden ‖target − its own mean‖² for (B,N,P) pixel patches, `mask` (B,N) 1=hidden."
+    "Σ_hidden ‖pred − target‖² / Σ_hidden ‖target − its mean‖² for (B,N,P) patches; `mask` 1=hidden"
     if pred.shape != target.shape or tuple(mask.shape) != tuple(target.shape[:2]):
-        raise ValueError(f"pred {tuple(pred.shape)} must match target {tuple(target.shape)}, mask {tuple(mask.shape)} be (B,N)")
+        raise ValueError(f"pred {tuple(pred.shape)} must match target {tuple(target.shape)}, mask "
+                         f"{tuple(mask.shape)} be (B,N)")
     m = mask.to(target)          # dtype and device of the target
     err = (((pred - target) ** 2).sum(-1) * m).sum()
     flat = (((target - target.mean(-1, keepdim=True)) ** 2).sum(-1) * m).sum()
     if flat <= 0: raise ValueError("mask: no hidden patch with any variation to score")
     return float(err / flat)
-
 @torch.no_grad()
-def mae_masked_mse_over_mean(model: MRM, images: torch.Tensor, hires: torch.Tensor, generator: torch.Generator | None = None) -> float:
-    "1 − within-patch R² of `model`'s reconstruction of the hidden patches of `hires` (pixels): 1 = flat grey, 0 = perfect."
+def mae_masked_mse_over_mean(model: MRM, images: torch.Tensor, hires: torch.Tensor,
+                             generator: torch.Generator | None = None) -> float:
+    "1 − within-patch R² of the reconstructed hidden patches of `hires`: 1 = flat grey, 0 = perfect"
     recon, mask = model.reconstruct(images, generator=generator)
-    p = model.decoder.out_patch
-    target, pred = patchify(hires, p), patchify(recon, p)
-    if model.cfg.norm_pix_loss:      # the decoder predicts each patch normalised by its own mean and spread: give them back
+    p = model.decoder.out_patch; target, pred = patchify(hires, p), patchify(recon, p)
+    if model.cfg.norm_pix_loss:      # the decoder predicts normalised patches: undo it
         pred = pred * (target.var(-1, keepdim=True) + 1e-6) ** 0.5 + target.mean(-1, keepdim=True)
     return patch_mse_over_mean(pred, target, mask)

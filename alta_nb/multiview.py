@@ -22,21 +22,24 @@ def as_study(images: torch.Tensor, view_mask: torch.Tensor | None = None):
     "Validate and normalise to (B,V,3,S,S) images and a (B,V) bool mask; a (B,3,S,S) batch is V=1."
     if images.ndim == 4: images = images[:, None]
     if images.ndim != 5:
-        raise ValueError(f"images: expected (B,3,S,S) or (B,V,3,S,S), got shape {tuple(images.shape)}")
+        raise ValueError("images: expected (B,3,S,S) or (B,V,3,S,S), got shape "
+                         f"{tuple(images.shape)}")
     if images.shape[2] != 3:
-        raise ValueError(f"images: expected 3 channels, got {images.shape[2]} (shape {tuple(images.shape)})")
+        raise ValueError(f"images: expected 3 channels, got {images.shape[2]} (shape "
+                         f"{tuple(images.shape)})")
     if images.shape[1] not in (1, 2, 4):
         raise ValueError(f"images: expected 1, 2 or 4 views {SLOT_NAMES}, got {images.shape[1]}")
     if view_mask is None:
-        view_mask = images.flatten(2).abs().sum(-1) > 0        # official rule: an all-zero view is missing
+        view_mask = images.flatten(2).abs().sum(-1) > 0   # official: an all-zero view is missing
     view_mask = view_mask.to(images.device).bool()
     if view_mask.shape != images.shape[:2]:
-        raise ValueError(f"view_mask: expected shape {tuple(images.shape[:2])}, got {tuple(view_mask.shape)}")
+        raise ValueError(f"view_mask: expected shape {tuple(images.shape[:2])}, got "
+                         f"{tuple(view_mask.shape)}")
     return images, view_mask
 
 # %% ../nbs/07_multiview.ipynb #e5a01ffa
 class MultiViewEncoder(nn.Module):
-    "ALTA's temporal-multiview image tower around a (adapted) timm ViT (`model.py::forward_encoder`)."
+    "ALTA's temporal-multiview image tower around an adapted timm ViT (`model.py::forward_encoder`)"
     def __init__(self, vit: VisionTransformer, variant: str = 'official'):
         super().__init__()
         if variant not in MULTIVIEW_VARIANTS:
@@ -58,24 +61,26 @@ class MultiViewEncoder(nn.Module):
         return v + t
 
     def pool(self, cls: torch.Tensor, view_mask: torch.Tensor) -> torch.Tensor:
-        "Study embedding from (B,V,D) CLS outputs: mean over all slots (official) or over present views (masked)."
+        "Study embedding from (B,V,D) CLS outputs: mean of all slots (official) or of present views"
         if self.variant == 'official': return cls.mean(1)
         w = view_mask.to(cls.dtype)[..., None]
         return (cls * w).sum(1) / w.sum(1).clamp(min=1)
 
 # %% ../nbs/07_multiview.ipynb #900a4849
-def _multiview_forward(self: MultiViewEncoder, images: torch.Tensor, view_mask: torch.Tensor | None = None,
-                       mask_ratio: float = 0.0, generator: torch.Generator | None = None) -> dict:
-    """Encode a study. Returns `cls` (B,V,D), `patches` (B,V,K,D) of the visible patches, `pooled` (B,D),
-    `view_mask` (B,V), and the MAE bookkeeping `mask`/`ids_restore` (B,V,N)."""
+def _multiview_forward(self: MultiViewEncoder, images: torch.Tensor,
+                       view_mask: torch.Tensor | None = None, mask_ratio: float = 0.0,
+                       generator: torch.Generator | None = None) -> dict:
+    """Encode a study. Returns `cls` (B,V,D), `patches` (B,V,K,D) of the visible patches,
+    `pooled` (B,D), `view_mask` (B,V), and the MAE bookkeeping `mask`/`ids_restore` (B,V,N)."""
     images, view_mask = as_study(images, view_mask)
     S = self.vit.patch_embed.img_size[0]
     if images.shape[-2:] != (S, S):
-        raise ValueError(f"images: expected {S}x{S} pixels (cfg.image_size), got {tuple(images.shape[-2:])}")
+        raise ValueError(f"images: expected {S}x{S} pixels (cfg.image_size), got "
+                         f"{tuple(images.shape[-2:])}")
     B, V = images.shape[:2]
     x = self.vit.patch_embed(images.flatten(0, 1))                             # (B·V, N, D)
     missing = ~view_mask.reshape(-1, 1, 1)
-    x = torch.where(missing, self.missing_token.to(x.dtype).expand_as(x), x)   # a missing view has no pixels
+    x = torch.where(missing, self.missing_token.to(x.dtype).expand_as(x), x)   # no pixels
     x = x + self.vit.pos_embed[:, 1:]
     if mask_ratio > 0: x, mask, ids_restore = random_masking(x, mask_ratio, generator)
     else:
@@ -90,7 +95,10 @@ def _multiview_forward(self: MultiViewEncoder, images: torch.Tensor, view_mask: 
 
 def _multiview_encode_single(self: MultiViewEncoder, images: torch.Tensor) -> torch.Tensor:
     "Evaluation path: (B,3,S,S) single images as view 0 at time 0 → (B,D) CLS features."
-    if images.ndim != 4: raise ValueError(f"encode_single: expected (B,3,S,S), got {tuple(images.shape)}")
-    return self(images[:, None], torch.ones(images.shape[0], 1, dtype=torch.bool, device=images.device))['pooled']
+    if images.ndim != 4:
+        raise ValueError(f"encode_single: expected (B,3,S,S), got {tuple(images.shape)}")
+    return self(images[:, None],
+                torch.ones(images.shape[0], 1, dtype=torch.bool, device=images.device))['pooled']
 
-MultiViewEncoder.forward, MultiViewEncoder.encode_single = _multiview_forward, _multiview_encode_single
+MultiViewEncoder.forward, MultiViewEncoder.encode_single = (_multiview_forward,
+                                                             _multiview_encode_single)

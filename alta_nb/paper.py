@@ -20,25 +20,30 @@ def _check(rows: list, what: str, path, fn=None):
         if p is None: raise FileNotFoundError(f"{what}: no path given")
         if not p.exists(): raise FileNotFoundError(f"{p} does not exist")
         res = fn() if fn else None
-        rows.append(dict(check=what, path=str(p), ok=True, note=res if isinstance(res, str) else ''))
+        rows.append(dict(check=what, path=str(p), ok=True,
+                         note=res if isinstance(res, str) else ''))
         return res if res is not None else True
     except Exception as e:
-        rows.append(dict(check=what, path=str(p) if p else '', ok=False, note=f'{type(e).__name__}: {str(e).splitlines()[0]}'))
+        rows.append(dict(check=what, path=str(p) if p else '', ok=False,
+                         note=f'{type(e).__name__}: {str(e).splitlines()[0]}'))
         return None
 
 # %% ../nbs/19_paper.ipynb #a7dc997e
-MEASURED_STEP = dict(device='1x H200', precision='bf16 autocast', per_gpu_batch=96, studies_per_s=638, mfu=0.145,
-                     source='bench/train_step.py --profile paper --device cuda (README, "The paper profile on a GPU cluster")')
+MEASURED_STEP = dict(device='1x H200', precision='bf16 autocast', per_gpu_batch=96,
+                     studies_per_s=638, mfu=0.145,
+                     source='bench/train_step.py --profile paper --device cuda '
+                            '(README, "The paper profile on a GPU cluster")')
 
 def compute_estimate(cfg: Config, n_train: int, epochs: int, kind: str = 'alta', gpus: int = 4,
                      peak_tflops: float = 989.0, mfu: float = MEASURED_STEP['mfu']) -> dict:
-    "Training FLOPs and GPU-hours of `epochs` over `n_train` samples for model `kind` at `cfg`'s size."
+    "Training FLOPs and GPU-hours of `epochs` over `n_train` samples of model `kind`, `cfg`'s size."
     from alta_nb.compute import step_flops
     f = step_flops(cfg, kind, batch_size=2, device='meta')
     total = f['flops_per_sample'] * n_train * epochs
     gpu_hours = total / (peak_tflops * 1e12 * mfu) / 3600
-    return dict(kind=kind, flops_per_sample=f['flops_per_sample'], trainable=f['trainable'], total_params=f['total'],
-                samples=n_train, epochs=epochs, total_pflop=total / 1e15, gpu_hours=gpu_hours,
+    return dict(kind=kind, flops_per_sample=f['flops_per_sample'], trainable=f['trainable'],
+                total_params=f['total'], samples=n_train, epochs=epochs, total_pflop=total / 1e15,
+                gpu_hours=gpu_hours,
                 wall_hours=gpu_hours / gpus, gpus=gpus, assumed_mfu=mfu, peak_tflops=peak_tflops)
 
 # %% ../nbs/19_paper.ipynb #2d764214
@@ -46,8 +51,9 @@ def _csv_note(df: pd.DataFrame) -> str:
     c = df.attrs.get('counts', {})
     return ', '.join(f'{k}={v}' for k, v in c.items() if k != 'sha256')
 
-def _data_checks(rows: list, cfg: Config, mimic_root: Path, chexpert_root, rsna_root, out_dir: Path):
-    "Check the MIMIC files, the ALTA study table and the eval sets into `rows`; return the table (None if it failed)."
+def _data_checks(rows: list, cfg: Config, mimic_root: Path, chexpert_root, rsna_root,
+                 out_dir: Path):
+    "Check the MIMIC files, the ALTA study table, the eval sets into `rows`; the table or None."
     from alta_nb.mimic import build_alta_table
     from alta_nb.eval_sets import eval_sets_for
     for name in ('mimic-cxr-2.0.0-metadata.csv', 'mimic-cxr-2.0.0-split.csv'):
@@ -58,42 +64,53 @@ def _data_checks(rows: list, cfg: Config, mimic_root: Path, chexpert_root, rsna_
     sets = _check(rows, 'CheXpert 5x200 / 8x200 and RSNA test sets', chexpert_root,
                   lambda: eval_sets_for(cfg, chexpert_root=chexpert_root, rsna_root=rsna_root))
     if isinstance(sets, dict):
-        rows[-1]['note'] = ', '.join(f'{k}: n={len(v)}' for k, v in sets.items() if hasattr(v, 'sha256'))
-        if any(sets.get('dropped', {}).values()): rows[-1]['note'] += f"; classes short of {cfg.eval_per_class}: {sets['dropped']}"
+        rows[-1]['note'] = ', '.join(f'{k}: n={len(v)}' for k, v in sets.items()
+                                     if hasattr(v, 'sha256'))
+        if any(sets.get('dropped', {}).values()):
+            rows[-1]['note'] += f"; classes short of {cfg.eval_per_class}: {sets['dropped']}"
     return table
 
 # %% ../nbs/19_paper.ipynb #2437c6db
 def _weight_checks(rows: list, cfg: Config):
-    "The launcher's own prerequisites (`train.launch_problems`), one row each: MRM weights and the text tower."
+    "The launcher's own prerequisites (`train.launch_problems`), a row each: MRM weights, text."
     from alta_nb.train import launch_problems
     from alta_nb.weights import read_state_dict
     probs = launch_problems(cfg, 'alta')
     m, b = cfg.mrm_checkpoint, cfg.cxrbert_path
-    if 'mrm_checkpoint' in probs: rows.append(dict(check='MRM checkpoint (MRM.pth)', path=m, ok=False, note=probs['mrm_checkpoint']))
+    if 'mrm_checkpoint' in probs: rows.append(dict(check='MRM checkpoint (MRM.pth)', path=m,
+                                                   ok=False, note=probs['mrm_checkpoint']))
     else: _check(rows, 'MRM checkpoint (MRM.pth)', m, lambda: f'{len(read_state_dict(m))} tensors')
-    if 'cxrbert_path' in probs: rows.append(dict(check='CXR-BERT folder', path=b, ok=False, note=probs['cxrbert_path']))
+    if 'cxrbert_path' in probs: rows.append(dict(check='CXR-BERT folder', path=b, ok=False,
+                                                 note=probs['cxrbert_path']))
     elif b: _check(rows, 'CXR-BERT folder (config.json, vocab.txt, weights)', b,
-                   lambda: ', '.join(sorted(p.name for p in Path(b).iterdir() if p.suffix in ('.json', '.txt', '.bin', '.safetensors'))))
+                   lambda: ', '.join(sorted(
+                       p.name for p in Path(b).iterdir()
+                       if p.suffix in ('.json', '.txt', '.bin', '.safetensors'))))
     else: rows.append(dict(check='CXR-BERT folder', path='', ok=True, note='not given: ' + (
-        'the text tower is trained (train_text=true)' if cfg.train_text else 'allow_random_text=true: aligning against a random frozen BERT')))
-
+        'the text tower is trained (train_text=true)' if cfg.train_text
+        else 'allow_random_text=true: aligning against a random frozen BERT')))
 
 # %% ../nbs/19_paper.ipynb #faa3e6d4
 def _plan(cfg: Config, n_train: int, gpus: int) -> dict:
     "Batch, learning rate and schedule of a run of `n_train` studies on `gpus` GPUs."
     steps_per_epoch = math.ceil(n_train / cfg.batch_size) if n_train else 0
     sched = cfg.schedule_epochs or cfg.epochs
-    return dict(train_studies=n_train, global_batch=cfg.batch_size, per_gpu_batch=cfg.batch_size // gpus, gpus=gpus,
-                lr=cfg.lr, weight_decay=cfg.weight_decay, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs,
-                total_steps=steps_per_epoch * cfg.epochs, warmup_steps=int(steps_per_epoch * cfg.warmup_epochs),
+    return dict(train_studies=n_train, global_batch=cfg.batch_size,
+                per_gpu_batch=cfg.batch_size // gpus, gpus=gpus, lr=cfg.lr,
+                weight_decay=cfg.weight_decay, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs,
+                total_steps=steps_per_epoch * cfg.epochs,
+                warmup_steps=int(steps_per_epoch * cfg.warmup_epochs),
                 cosine_over_epochs=sched, image_size=cfg.image_size, hires_size=cfg.hires_size)
 
-def paper_dry_run(cfg: Config, mimic_root, chexpert_root, rsna_root, mrm_checkpoint: str = '', cxrbert_path: str = '',
-                  out_dir=None, gpus: int = 4, mfu: float = MEASURED_STEP['mfu'], peak_tflops: float = 989.0, estimate: bool = True) -> dict:
-    "Check every input of a paper-profile run and return `{checks, plan, compute, ok}`; nothing is trained."
+def paper_dry_run(cfg: Config, mimic_root, chexpert_root, rsna_root, mrm_checkpoint: str = '',
+                  cxrbert_path: str = '', out_dir=None, gpus: int = 4,
+                  mfu: float = MEASURED_STEP['mfu'], peak_tflops: float = 989.0,
+                  estimate: bool = True) -> dict:
+    "Check every input of a paper-profile run; `{checks, plan, compute, ok}`; nothing is trained."
     rows = []
     mimic_root, out_dir = Path(mimic_root), Path(out_dir or mimic_root)
-    cfg = cfg.replace(**{k: v for k, v in (('mrm_checkpoint', mrm_checkpoint), ('cxrbert_path', cxrbert_path)) if v})
+    cfg = cfg.replace(**{k: v for k, v in (('mrm_checkpoint', mrm_checkpoint),
+                                           ('cxrbert_path', cxrbert_path)) if v})
     mrm_checkpoint = cfg.mrm_checkpoint
     table = _data_checks(rows, cfg, mimic_root, chexpert_root, rsna_root, out_dir)
     _weight_checks(rows, cfg)
@@ -106,51 +123,65 @@ def paper_dry_run(cfg: Config, mimic_root, chexpert_root, rsna_root, mrm_checkpo
         if not mrm_checkpoint:
             from alta_nb.compute import PAPER_SCHEDULES
             n_img = int(sum((table[c] != '-1').sum() for c in ('image_path', 'auxview_image_path')))
-            compute.append(compute_estimate(cfg, n_img, PAPER_SCHEDULES['mrm']['epochs'], 'mrm', gpus, peak_tflops, mfu))
+            compute.append(compute_estimate(cfg, n_img, PAPER_SCHEDULES['mrm']['epochs'], 'mrm',
+                                            gpus, peak_tflops, mfu))
     return dict(checks=checks, plan=plan, compute=pd.DataFrame(compute), ok=bool(checks.ok.all()))
 
 # %% ../nbs/19_paper.ipynb #1b5cb295
-def torchrun_command(mimic_root, gpus: int = 4, mrm_checkpoint: str = '', cxrbert_path: str = '', nnodes: int = 1,
-                     run_dir: str = '_runs/paper/alta', overrides: dict | None = None) -> str:
-    "The command line that trains the paper profile on `gpus` GPUs per node (the engine's CLI, `11_scaling`), with the dry run's overrides."
-    where = ' --standalone' if nnodes == 1 else f' --nnodes={nnodes} --rdzv_backend=c10d --rdzv_endpoint=$MASTER_ADDR:29500 --rdzv_id=alta'
-    kv = dict(overrides or {}, **{k: v for k, v in (('mrm_checkpoint', mrm_checkpoint), ('cxrbert_path', cxrbert_path)) if v})
+def torchrun_command(mimic_root, gpus: int = 4, mrm_checkpoint: str = '', cxrbert_path: str = '',
+                     nnodes: int = 1, run_dir: str = '_runs/paper/alta',
+                     overrides: dict | None = None) -> str:
+    "The command that trains the paper profile on `gpus` GPUs a node (`11c_train`'s CLI)."
+    where = ' --standalone' if nnodes == 1 else (
+        f' --nnodes={nnodes} --rdzv_backend=c10d --rdzv_endpoint=$MASTER_ADDR:29500 --rdzv_id=alta')
+    kv = dict(overrides or {}, **{k: v for k, v in (('mrm_checkpoint', mrm_checkpoint),
+                                                    ('cxrbert_path', cxrbert_path)) if v})
     extra = ''.join(f' {k}={v}' for k, v in kv.items() if k != 'data_root')
-    return (f'torchrun{where} --nproc_per_node={gpus} -m alta_nb.train --profile paper --kind alta --run-dir {run_dir} '
-            f'data_root={mimic_root}{extra}')
+    return (f'torchrun{where} --nproc_per_node={gpus} -m alta_nb.train --profile paper --kind alta '
+            f'--run-dir {run_dir} data_root={mimic_root}{extra}')
 
-def format_plan(res: dict, mimic_root='MIMIC', gpus: int = 4, mrm_checkpoint: str = '', cxrbert_path: str = '',
-                overrides: dict | None = None) -> str:
+def format_plan(res: dict, mimic_root='MIMIC', gpus: int = 4, mrm_checkpoint: str = '',
+                cxrbert_path: str = '', overrides: dict | None = None) -> str:
     "The dry run as text: checks, plan, compute and the launch command."
     lines = ['Checks:']
     for r in res['checks'].itertuples():
-        lines.append(f"  [{'ok' if r.ok else 'FAIL'}] {r.check}: {r.path}" + (f" — {r.note}" if r.note else ''))
+        lines.append(f"  [{'ok' if r.ok else 'FAIL'}] {r.check}: {r.path}"
+                     + (f" — {r.note}" if r.note else ''))
     lines += ['Plan:'] + [f'  {k} = {v}' for k, v in res['plan'].items()]
     if len(res['compute']):
-        lines.append(f"Compute (FlopCounterMode on the meta device; GPU-hours at the MFU measured for {MEASURED_STEP['device']}, {MEASURED_STEP['precision']}, "
+        lines.append(f"Compute (FlopCounterMode on the meta device; GPU-hours at the MFU measured "
+                     f"for {MEASURED_STEP['device']}, {MEASURED_STEP['precision']}, "
                      f"{MEASURED_STEP['per_gpu_batch']}/GPU unless --mfu):")
         for r in res['compute'].itertuples():
-            lines.append(f'  {r.kind}: {r.flops_per_sample / 1e9:.1f} GFLOP/sample x {r.samples} x {r.epochs} epochs = '
-                         f'{r.total_pflop:.0f} PFLOP ≈ {r.gpu_hours:.1f} GPU-h at {r.assumed_mfu:.0%} of {r.peak_tflops:.0f} TFLOP/s')
+            lines.append(f'  {r.kind}: {r.flops_per_sample / 1e9:.1f} GFLOP/sample x {r.samples} x '
+                         f'{r.epochs} epochs = {r.total_pflop:.0f} PFLOP ≈ {r.gpu_hours:.1f} GPU-h '
+                         f'at {r.assumed_mfu:.0%} of {r.peak_tflops:.0f} TFLOP/s')
     lines += ['Launch:' if res['ok'] else 'Fix the failed checks, then launch:',
-              '  ' + torchrun_command(mimic_root, gpus, mrm_checkpoint, cxrbert_path, overrides=overrides)]
+              '  ' + torchrun_command(mimic_root, gpus, mrm_checkpoint, cxrbert_path,
+                                      overrides=overrides)]
     return '\n'.join(lines)
 
 # %% ../nbs/19_paper.ipynb #094f6e87
 def main_paper(argv=None) -> int:
     "`alta-nb paper`: the dry run of the paper profile; returns the exit code."
     import argparse
-    ap = argparse.ArgumentParser('alta-nb paper', description='check and plan a paper-profile run on real data')
-    ap.add_argument('--dry-run', action='store_true', required=True, help='check and plan only (training is launched with torchrun)')
-    ap.add_argument('--mimic-root', required=True); ap.add_argument('--chexpert-root', required=True); ap.add_argument('--rsna-root', required=True)
+    ap = argparse.ArgumentParser('alta-nb paper',
+                                 description='check and plan a paper-profile run on real data')
+    ap.add_argument('--dry-run', action='store_true', required=True,
+                    help='check and plan only (training is launched with torchrun)')
+    ap.add_argument('--mimic-root', required=True)
+    ap.add_argument('--chexpert-root', required=True); ap.add_argument('--rsna-root', required=True)
     ap.add_argument('--mrm-checkpoint', default=''); ap.add_argument('--cxrbert-path', default='')
-    ap.add_argument('--gpus', type=int, default=4); ap.add_argument('--mfu', type=float, default=MEASURED_STEP['mfu'], help='model-FLOPs utilisation (default: the measured H200 step)')
-    ap.add_argument('--out-dir', default=None, help='where the ALTA table is written (default: the MIMIC root)')
+    ap.add_argument('--gpus', type=int, default=4)
+    ap.add_argument('--mfu', type=float, default=MEASURED_STEP['mfu'],
+                    help='model-FLOPs utilisation (default: the measured H200 step)')
+    ap.add_argument('--out-dir', default=None,
+                    help='where the ALTA table is written (default: the MIMIC root)')
     ap.add_argument('--set', nargs='*', default=[], help='config overrides name=value')
     a = ap.parse_args(argv)
     from alta_nb.core import parse_overrides
     over = parse_overrides(a.set)
-    res = paper_dry_run(get_config('paper', **over), a.mimic_root, a.chexpert_root, a.rsna_root, a.mrm_checkpoint, a.cxrbert_path,
-                        a.out_dir, a.gpus, a.mfu)
+    res = paper_dry_run(get_config('paper', **over), a.mimic_root, a.chexpert_root, a.rsna_root,
+                        a.mrm_checkpoint, a.cxrbert_path, a.out_dir, a.gpus, a.mfu)
     print(format_plan(res, a.mimic_root, a.gpus, a.mrm_checkpoint, a.cxrbert_path, over))
     return 0 if res['ok'] else 1

@@ -23,77 +23,96 @@ def read_chexpert_csv(path, check_images: bool = False) -> pd.DataFrame:
     if not path.exists(): raise FileNotFoundError(f"{path}: CheXpert CSV not found")
     df = pd.read_csv(path)
     missing = [c for c in CHEXPERT_META + CHEXPERT_LABELS if c not in df.columns]
-    if missing: raise ValueError(f"{path}: missing column(s) {missing}; expected CheXpert's {CHEXPERT_META} + 14 labels")
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; expected CheXpert's "
+                         f"{CHEXPERT_META} + 14 labels")
     for c in CHEXPERT_LABELS:
         v = pd.to_numeric(df[c], errors='coerce')
         bad = (v.isna() & df[c].notna()) | ~(v.isin([1, 0, -1]) | v.isna())
         if bad.any():
             i = int(np.argmax(bad.values))
-            raise ValueError(f"{path}: row {i + 2} column {c!r}: label {str(df[c].iloc[i])!r} not in {{1, 0, -1, blank}}")
+            raise ValueError(f"{path}: row {i + 2} column {c!r}: label {str(df[c].iloc[i])!r} not "
+                             f"in {{1, 0, -1, blank}}")
         df[c] = v
     if check_images:
         base = path.parent.parent
         for i, p in enumerate(df.Path):
-            if not (base/p).exists(): raise FileNotFoundError(f"{base/p}: image of {path.name} row {i + 2} does not exist")
+            if not (base/p).exists():
+                raise FileNotFoundError(
+                    f"{base/p}: image of {path.name} row {i + 2} does not exist")
     return df
 
 # %% ../nbs/04_datasets.ipynb #7bfcc872
 RSNA_COLUMNS = ['patientId', 'x', 'y', 'width', 'height', 'Target']
 
 def read_rsna(root, check_images: bool = True) -> pd.DataFrame:
-    "RSNA pneumonia labels, one row per image: `patientId, path, Target, boxes` (boxes as [x, y, w, h] lists)."
+    "RSNA pneumonia labels, one row per image: `patientId, path, Target, boxes` ([x, y, w, h]s)."
     root = Path(root); f = root/'stage_2_train_labels.csv'
     if not f.exists(): raise FileNotFoundError(f"{f}: RSNA label file not found")
     df = pd.read_csv(f)
     missing = [c for c in RSNA_COLUMNS if c not in df.columns]
     if missing: raise ValueError(f"{f}: missing column(s) {missing}; expected {RSNA_COLUMNS}")
     bad = ~df.Target.isin([0, 1])
-    if bad.any(): i = int(np.argmax(bad.values)); raise ValueError(f"{f}: row {i + 2} column 'Target': expected 0 or 1, got {str(df.Target.iloc[i])!r}")
+    if bad.any():
+        i = int(np.argmax(bad.values))
+        raise ValueError(f"{f}: row {i + 2} column 'Target': expected 0 or 1, got "
+                         f"{str(df.Target.iloc[i])!r}")
     pos_nobox = (df.Target == 1) & df[['x', 'y', 'width', 'height']].isna().any(axis=1)
-    if pos_nobox.any(): i = int(np.argmax(pos_nobox.values)); raise ValueError(f"{f}: row {i + 2}: Target 1 without a box")
+    if pos_nobox.any():
+        i = int(np.argmax(pos_nobox.values))
+        raise ValueError(f"{f}: row {i + 2}: Target 1 without a box")
     boxes = {}
-    for pid, *box in df.dropna(subset=['x', 'y', 'width', 'height'])[['patientId', 'x', 'y', 'width', 'height']].itertuples(index=False):
+    for pid, *box in df.dropna(subset=['x', 'y', 'width', 'height'])[
+            ['patientId', 'x', 'y', 'width', 'height']].itertuples(index=False):
         boxes.setdefault(pid, []).append([float(v) for v in box])
     out = df.groupby('patientId', sort=False).Target.max().astype(int).reset_index()
     out.insert(1, 'path', 'stage_2_train_images/' + out.patientId + '.dcm')
     out['boxes'] = [boxes.get(p, []) for p in out.patientId]
     if check_images:
         for p in out.path:
-            if not (root/p).exists(): raise FileNotFoundError(f"{root/p}: DICOM listed in {f.name} does not exist")
+            if not (root/p).exists():
+                raise FileNotFoundError(f"{root/p}: DICOM listed in {f.name} does not exist")
     return out
 
 # %% ../nbs/04_datasets.ipynb #b49f3116
-NIH_LABELS = ['Atelectasis', 'Cardiomegaly', 'Consolidation', 'Edema', 'Effusion', 'Emphysema', 'Fibrosis', 'Hernia',
-              'Infiltration', 'Mass', 'No Finding', 'Nodule', 'Pleural_Thickening', 'Pneumonia', 'Pneumothorax']
+NIH_LABELS = ['Atelectasis', 'Cardiomegaly', 'Consolidation', 'Edema', 'Effusion', 'Emphysema',
+              'Fibrosis', 'Hernia', 'Infiltration', 'Mass', 'No Finding', 'Nodule',
+              'Pleural_Thickening', 'Pneumonia', 'Pneumothorax']
 
 def read_nih(csv, image_dir=None) -> pd.DataFrame:
-    "NIH ChestX-ray14 `Data_Entry` rows with a multi-hot column per label (and `path` when `image_dir` is given)."
+    "NIH ChestX-ray14 `Data_Entry` rows, a multi-hot column per label (+ `path` given `image_dir`)."
     csv = Path(csv)
     df = pd.read_csv(csv)
     for c in ('Image Index', 'Finding Labels', 'View Position'):
-        if c not in df.columns: raise ValueError(f"{csv}: missing column {c!r}; expected the Data_Entry_2017 columns")
+        if c not in df.columns:
+            raise ValueError(f"{csv}: missing column {c!r}; expected the Data_Entry_2017 columns")
     labels = df['Finding Labels'].astype(str).str.split('|')
     for i, ls in enumerate(labels):
         unknown = [l for l in ls if l not in NIH_LABELS]
-        if unknown: raise ValueError(f"{csv}: row {i + 2}: unknown label(s) {unknown}; expected some of {NIH_LABELS}")
+        if unknown:
+            raise ValueError(f"{csv}: row {i + 2}: unknown label(s) {unknown}; expected some of "
+                             f"{NIH_LABELS}")
     for l in NIH_LABELS: df[l] = labels.map(lambda ls: int(l in ls))
     if image_dir is not None:
         image_dir = Path(image_dir); df['path'] = [str(image_dir/n) for n in df['Image Index']]
         for i, p in enumerate(df.path):
-            if not Path(p).exists(): raise FileNotFoundError(f"{p}: image of {csv.name} row {i + 2} does not exist")
+            if not Path(p).exists():
+                raise FileNotFoundError(f"{p}: image of {csv.name} row {i + 2} does not exist")
     return df
 
 # %% ../nbs/04_datasets.ipynb #f06bd6b8
 def _openi_record(name: str, xml_bytes: bytes) -> dict:
     try: root = ET.fromstring(xml_bytes)
     except ET.ParseError as e: raise ValueError(f"{name}: not well-formed XML ({e})") from None
-    sec = {t.get('Label', '').upper(): ' '.join((t.text or '').split()) for t in root.iter('AbstractText')}
-    return dict(file=name, uid=name.rsplit('/', 1)[-1].removesuffix('.xml'), findings=sec.get('FINDINGS', ''),
-                impression=sec.get('IMPRESSION', ''), images=[p.get('id') for p in root.iter('parentImage')],
+    sec = {t.get('Label', '').upper(): ' '.join((t.text or '').split())
+           for t in root.iter('AbstractText')}
+    return dict(file=name, uid=name.rsplit('/', 1)[-1].removesuffix('.xml'),
+                findings=sec.get('FINDINGS', ''), impression=sec.get('IMPRESSION', ''),
+                images=[p.get('id') for p in root.iter('parentImage')],
                 mesh=[m.text for m in root.iter('major') if m.text])
 
 def read_openi_reports(archive) -> pd.DataFrame:
-    "Every Open-i (IU X-ray) XML report of `NLMCXR_reports.tgz` (or a folder of XMLs): findings, impression, image ids."
+    "Every Open-i XML report in `NLMCXR_reports.tgz` (or a folder): findings, impression, images."
     archive = Path(archive)
     if not archive.exists(): raise FileNotFoundError(f"{archive}: Open-i report archive not found")
     recs = []
@@ -103,8 +122,10 @@ def read_openi_reports(archive) -> pd.DataFrame:
         try:
             with tarfile.open(archive) as tf:
                 for m in tf:
-                    if m.isfile() and m.name.endswith('.xml'): recs.append(_openi_record(f"{archive}:{m.name}", tf.extractfile(m).read()))
-        except tarfile.TarError as e: raise ValueError(f"{archive}: not a readable tar archive ({e})") from None
+                    if m.isfile() and m.name.endswith('.xml'):
+                        recs.append(_openi_record(f"{archive}:{m.name}", tf.extractfile(m).read()))
+        except tarfile.TarError as e:
+            raise ValueError(f"{archive}: not a readable tar archive ({e})") from None
     if not recs: raise ValueError(f"{archive}: no .xml reports found")
     df = pd.DataFrame(recs)
     df['order'] = pd.to_numeric(df.uid, errors='coerce')
@@ -112,7 +133,7 @@ def read_openi_reports(archive) -> pd.DataFrame:
 
 # %% ../nbs/04_datasets.ipynb #263338d1
 def openi_studies(reports: pd.DataFrame, metadata_csv) -> pd.DataFrame:
-    "Open-i reports with their `frontal`/`lateral` image ids picked by the MIMIC builder's rule; counts in `.attrs['counts']`."
+    "Open-i reports, `frontal`/`lateral` picked by the MIMIC rule; counts in `.attrs['counts']`."
     from alta_nb.mimic import FRONTAL_RANK, LATERAL_RANK
     metadata_csv = Path(metadata_csv)
     m = pd.read_csv(metadata_csv, usecols=lambda c: c in ('imageid', 'View Position'), dtype=str)
@@ -126,8 +147,10 @@ def openi_studies(reports: pd.DataFrame, metadata_csv) -> pd.DataFrame:
     out['frontal'] = [pick(ids, FRONTAL_RANK) for ids in out.images]
     out['lateral'] = [pick(ids, LATERAL_RANK) for ids in out.images]
     out['report'] = [' '.join(x for x in (f, i) if x) for f, i in zip(out.findings, out.impression)]
-    out.attrs['counts'] = dict(reports=len(out), with_frontal=int((out.frontal != '-1').sum()), with_lateral=int((out.lateral != '-1').sum()),
+    out.attrs['counts'] = dict(reports=len(out), with_frontal=int((out.frontal != '-1').sum()),
+                               with_lateral=int((out.lateral != '-1').sum()),
                                with_both=int(((out.frontal != '-1') & (out.lateral != '-1')).sum()),
-                               images_without_metadata=int(sum(i not in view for ids in out.images for i in ids)),
+                               images_without_metadata=int(
+                                   sum(i not in view for ids in out.images for i in ids)),
                                empty_reports=int((out.report == '').sum()))
     return out

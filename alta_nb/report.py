@@ -35,45 +35,53 @@ def load_paper_results(path=None) -> pd.DataFrame:
     if not path.is_file(): raise FileNotFoundError(f"{path}: paper results CSV not found")
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in PAPER_COLUMNS if c not in df.columns]
-    if missing: raise ValueError(f"{path}: missing column(s) {missing}; expected {PAPER_COLUMNS} (+ optional relation)")
+    if missing: raise ValueError(f"{path}: missing column(s) {missing}; "
+                                 f"expected {PAPER_COLUMNS} (+ optional relation)")
     if 'relation' not in df.columns: df['relation'] = '='
     for i, r in df.iterrows():
         row = f"{path.name} row {i + 2}"                       # +2: header line, 1-based
         try: float(r['value'])
-        except ValueError: raise ValueError(f"{row}: value {r['value']!r} is not a number") from None
-        if r['relation'] not in RELATIONS: raise ValueError(f"{row}: relation {r['relation']!r} not one of {list(RELATIONS)}")
+        except ValueError:
+            raise ValueError(f"{row}: value {r['value']!r} is not a number") from None
+        if r['relation'] not in RELATIONS:
+            raise ValueError(f"{row}: relation {r['relation']!r} not one of {list(RELATIONS)}")
         for c in ('method', 'metric', 'source'):
             if not r[c].strip(): raise ValueError(f"{row}: empty {c}")
     df['value'] = df['value'].astype(float)
     dup = df.duplicated(['method', 'task', 'dataset', 'metric'])
-    if dup.any(): raise ValueError(f"{path.name} row {int(dup.idxmax()) + 2}: duplicate of an earlier (method, task, dataset, metric)")
+    if dup.any(): raise ValueError(f"{path.name} row {int(dup.idxmax()) + 2}: duplicate of an "
+                                   "earlier (method, task, dataset, metric)")
     return df[PAPER_COLUMNS[:5] + ['relation', 'source']]
 
 # %% ../nbs/17_report.ipynb #76e6b900
 REPORT_STEM = '17_report'
-MODELS = ['random_init', 'mrm_features', 'clip_scratch', 'alta_single', 'alta_multiview', 'baseline']
+MODELS = ['random_init', 'mrm_features', 'clip_scratch', 'alta_single', 'alta_multiview',
+          'baseline']
 BASELINES = ['random_init', 'mrm_features', 'clip_scratch']
-EVAL_METRICS = ['img2img_p_at_10', 'txt2img_p_at_10', 'img2txt_p_at_5', 'img2txt_p_at_10', 'img2txt_p_at_100',
-                'zeroshot_chexpert_acc', 'rsna_auroc', 'rsna_acc', 'rsna_f1']
+EVAL_METRICS = ['img2img_p_at_10', 'txt2img_p_at_10', 'img2txt_p_at_5', 'img2txt_p_at_10',
+                'img2txt_p_at_100', 'zeroshot_chexpert_acc', 'rsna_auroc', 'rsna_acc', 'rsna_f1']
 EFFICIENCY_METRICS = ['trainable_fraction', 'trainable_params', 'total_params',
                       'step_flops_ratio_alta_over_mrm', 'compute_ratio_alta_over_mrm']
 
 def _num(stem: str) -> int: return int(stem[:2])
 
 def sibling_stems(nbs_dir=None, run_root=None, me: str = REPORT_STEM) -> list[str]:
-    "Lesson notebooks (from `nbs_dir`, plus run folders under `run_root`) that come before `me`, in order."
+    "Lesson notebooks (from `nbs_dir`, plus run folders under `run_root`) before `me`, in order."
     pat = re.compile(r'^[0-8]\d[a-w]?_')      # 04b_baseline: a lesson after 04
-    stems = {p.stem for p in Path(nbs_dir or repo_root()/'nbs').glob('*.ipynb') if pat.match(p.name)}
-    if run_root and Path(run_root).is_dir(): stems |= {p.name for p in Path(run_root).iterdir() if p.is_dir() and pat.match(p.name)}
+    stems = {p.stem for p in Path(nbs_dir or repo_root()/'nbs').glob('*.ipynb')
+             if pat.match(p.name)}
+    if run_root and Path(run_root).is_dir():
+        stems |= {p.name for p in Path(run_root).iterdir() if p.is_dir() and pat.match(p.name)}
     return sorted(s for s in stems if _num(s) < _num(me))
 
 def later_stems(nbs_dir=None, me: str = REPORT_STEM) -> list[str]:
-    "Lesson notebooks numbered after `me`: they run after this report, so their numbers are not this run's yet."
+    "Lesson notebooks numbered after `me`: they run after this report, so have no numbers yet."
     return sorted(p.stem for p in Path(nbs_dir or repo_root()/'nbs').glob('*.ipynb')
                   if re.match(r'^[0-8]\d[a-w]?_', p.name) and _num(p.stem) > _num(me))
 
+# %% ../nbs/17_report.ipynb #3cfe2ff8
 def collect_run_metrics(run_dir, nbs_dir=None) -> dict:
-    "`{stem: metrics}` for the notebooks before this one: `None` = not run, `{}` = ran (executed copy present) but saved none."
+    "`{stem: metrics}` of the notebooks before this one: `None`: not run, `{}`: ran, saved none."
     root = Path(run_dir).parent
     out = {}
     for stem in sibling_stems(nbs_dir, root):
@@ -89,44 +97,55 @@ def find_metric(run_metrics: dict, name: str) -> list[tuple[str, object]]:
     return [(s, m[name]) for s, m in run_metrics.items() if m and name in m]
 
 # %% ../nbs/17_report.ipynb #641612ab
-GAIN_METRICS = {'txt2img_gain_over_best_baseline': 'txt2img_p_at_10', 'img2txt_gain_over_best_baseline': 'img2txt_p_at_10'}
-PAPER_TO_OURS_MODEL = {'ALTA': 'alta_multiview', 'ALTA (single view)': 'alta_single', 'MRM': 'mrm_features',
-                       'random init': 'random_init', **{m: 'clip_scratch' for m in
-                       ['CLIP', 'ConVIRT', 'GLoRIA', 'MGCA', 'MedCLIP', 'BioViL', 'MedKLIP', 'CXR-CLIP']}}
+GAIN_METRICS = {'txt2img_gain_over_best_baseline': 'txt2img_p_at_10',
+                'img2txt_gain_over_best_baseline': 'img2txt_p_at_10'}
+PAPER_TO_OURS_MODEL = {'ALTA': 'alta_multiview', 'ALTA (single view)': 'alta_single',
+                       'MRM': 'mrm_features', 'random init': 'random_init',
+                       **{m: 'clip_scratch' for m in ['CLIP', 'ConVIRT', 'GLoRIA', 'MGCA',
+                                                      'MedCLIP', 'BioViL', 'MedKLIP', 'CXR-CLIP']}}
 
 def model_metric(run_metrics: dict, model: str, metric: str):
-    "`(value, stem)` of `<model>_<metric>` in the run (the last notebook that saved it), or `(None, None)`."
+    "`(value, stem)` of `<model>_<metric>` (the last notebook that saved it), or `(None, None)`."
     hits = find_metric(run_metrics, f'{model}_{metric}')
     return (hits[-1][1], hits[-1][0]) if hits else (None, None)
 
+# %% ../nbs/17_report.ipynb #202bb273
 def ours_for(row, run_metrics: dict) -> dict:
-    "Our counterpart of one paper row: `value`, `model`, `stem` (where it came from) and `how` (what was computed)."
+    "Our counterpart of a paper row: `value`, `model`, `stem` (its source), `how` (computed how)."
     metric, method = row['metric'], row['method']
     if metric in GAIN_METRICS:
         base = GAIN_METRICS[metric]
-        alta = next(((m, *model_metric(run_metrics, m, base)) for m in ('alta_multiview', 'alta_single')
+        alta = next(((m, *model_metric(run_metrics, m, base))
+                     for m in ('alta_multiview', 'alta_single')
                      if model_metric(run_metrics, m, base)[0] is not None), None)
         bases = [(b, *model_metric(run_metrics, b, base)) for b in BASELINES]
         bases = [b for b in bases if b[1] is not None]
-        if alta is None or not bases: return dict(value=None, model='alta − best baseline', stem=None, how=f'needs ALTA and a baseline `{base}`')
+        if alta is None or not bases:
+            return dict(value=None, model='alta − best baseline', stem=None,
+                        how=f'needs ALTA and a baseline `{base}`')
         best = max(bases, key=lambda b: b[1])
-        return dict(value=round(alta[1] - best[1], 6), model=f'{alta[0]} − {best[0]}', stem=alta[2], how=f'{base}: {alta[1]:.4g} − {best[1]:.4g}')
+        return dict(value=round(alta[1] - best[1], 6), model=f'{alta[0]} − {best[0]}',
+                    stem=alta[2], how=f'{base}: {alta[1]:.4g} − {best[1]:.4g}')
     hits = find_metric(run_metrics, metric)
     if row['task'] == 'efficiency':
-        if hits: return dict(value=hits[0][1], model='ALTA (paper size, counted)', stem=hits[0][0], how=f'`{metric}`')
-        return dict(value=None, model='ALTA (paper size, counted)', stem=None, how=f'`{metric}` not in this run')
+        if hits: return dict(value=hits[0][1], model='ALTA (paper size, counted)', stem=hits[0][0],
+                             how=f'`{metric}`')
+        return dict(value=None, model='ALTA (paper size, counted)', stem=None,
+                    how=f'`{metric}` not in this run')
     if hits: return dict(value=hits[0][1], model=method, stem=hits[0][0], how=f'`{metric}`')
     model = PAPER_TO_OURS_MODEL.get(method)
     if model:
         v, stem = model_metric(run_metrics, model, metric)
         analogue = '' if method in ('ALTA', 'ALTA (single view)', 'MRM') else ' (analogue)'
-        if v is not None: return dict(value=v, model=model + analogue, stem=stem, how=f'`{model}_{metric}`')
-        return dict(value=None, model=model + analogue, stem=None, how=f'`{model}_{metric}` not in this run')
+        if v is not None:
+            return dict(value=v, model=model + analogue, stem=stem, how=f'`{model}_{metric}`')
+        return dict(value=None, model=model + analogue, stem=None,
+                    how=f'`{model}_{metric}` not in this run')
     return dict(value=None, model='—', stem=None, how=f'no model of ours stands for {method!r}')
 
 # %% ../nbs/17_report.ipynb #c3fe8854
 def claim_check(relation: str, paper_value: float, ours) -> str:
-    "Does our number satisfy the paper's `relation` to `paper_value`? (`<`/`>`: holds or not; `=`/`~`: the ratio)."
+    "Does ours meet the paper's `relation` to `paper_value`? `<`/`>`: holds or not; `=`/`~`: ratio."
     if ours is None or (isinstance(ours, float) and math.isnan(ours)): return '—'
     if relation == '<': return 'holds' if ours < paper_value else 'does not hold'
     if relation == '>': return 'holds' if ours > paper_value else 'does not hold'
@@ -135,12 +154,14 @@ def claim_check(relation: str, paper_value: float, ours) -> str:
 # %% ../nbs/17_report.ipynb #7aa8647b
 def ours_measured_on(cfg: Config, run_metrics: dict, stem=None, task: str = '') -> str:
     "Plain words for the data behind one of our numbers."
-    if task == 'efficiency': return f'no data: counted on the paper-size model (run profile `{cfg.profile}`)'
+    if task == 'efficiency':
+        return f'no data: counted on the paper-size model (run profile `{cfg.profile}`)'
     src = (run_metrics.get(stem) or {}).get('data_source') if stem else None
     if isinstance(src, str) and src: return f'{src} (profile `{cfg.profile}`)'
-    if cfg.data_root: return f'real data at `{cfg.data_root}` (profile `{cfg.profile}`, small models)'
-    return (f'SynthCXR, profile `{cfg.profile}` ({cfg.n_subjects}×{cfg.studies_per_subject} synthetic studies, '
-            f'{cfg.eval_per_class} images/class in the eval sets)')
+    if cfg.data_root:
+        return f'real data at `{cfg.data_root}` (profile `{cfg.profile}`, small models)'
+    return (f'SynthCXR, profile `{cfg.profile}` ({cfg.n_subjects}×{cfg.studies_per_subject} '
+            f'synthetic studies, {cfg.eval_per_class} images/class in the eval sets)')
 
 def paper_measured_on(row) -> str:
     "Plain words for the data behind one of the paper's numbers."
@@ -149,22 +170,26 @@ def paper_measured_on(row) -> str:
 
 # %% ../nbs/17_report.ipynb #9738b676
 def paper_vs_ours_table(paper: pd.DataFrame, run_metrics: dict, cfg: Config) -> pd.DataFrame:
-    "One row per paper number: the paper's value and data beside ours, where ours came from, and the claim check."
+    "One row per paper number: its value and data beside ours, where ours came from, claim check."
     out = []
     for r in paper.to_dict('records'):
         o = ours_for(r, run_metrics)
-        out.append({'task': r['task'], 'metric': r['metric'], 'paper method': r['method'],
-                    'paper value': f"{RELATIONS[r['relation']] + ' ' if r['relation'] != '=' else ''}{r['value']:g}",
-                    'paper measured on': paper_measured_on(r), 'paper source': r['source'],
-                    'ours model': o['model'], 'ours value': o['value'],
-                    'ours measured on': ours_measured_on(cfg, run_metrics, o['stem'], r['task']) if o['value'] is not None else '—',
-                    'ours from': f"{o['stem']}: {o['how']}" if o['stem'] else o['how'],
-                    'claim on our data': claim_check(r['relation'], r['value'], o['value'])})
+        out.append({
+            'task': r['task'], 'metric': r['metric'], 'paper method': r['method'],
+            'paper value': f"{RELATIONS[r['relation']] + ' ' if r['relation'] != '=' else ''}"
+                           f"{r['value']:g}",
+            'paper measured on': paper_measured_on(r), 'paper source': r['source'],
+            'ours model': o['model'], 'ours value': o['value'],
+            'ours measured on': ours_measured_on(cfg, run_metrics, o['stem'], r['task'])
+                                if o['value'] is not None else '—',
+            'ours from': f"{o['stem']}: {o['how']}" if o['stem'] else o['how'],
+            'claim on our data': claim_check(r['relation'], r['value'], o['value'])})
     return pd.DataFrame(out)
 
 def ours_models_table(run_metrics: dict, metrics=EVAL_METRICS, models=MODELS) -> pd.DataFrame:
-    "Our evaluation metrics of this run: one row per model, one column per metric (NaN = not measured)."
-    return pd.DataFrame([{'model': m, **{k: model_metric(run_metrics, m, k)[0] for k in metrics}} for m in models]).set_index('model').astype(float)
+    "This run's evaluation metrics: one row per model, one column per metric (NaN = not measured)."
+    return pd.DataFrame([{'model': m, **{k: model_metric(run_metrics, m, k)[0] for k in metrics}}
+                         for m in models]).set_index('model').astype(float)
 
 # %% ../nbs/17_report.ipynb #7ec115ae
 def _cell(v) -> str:
@@ -180,35 +205,41 @@ def _md_table(df: pd.DataFrame) -> list[str]:
 # %% ../nbs/17_report.ipynb #4e315339
 def render_paper_vs_ours(paper: pd.DataFrame, run_metrics: dict, cfg: Config, later=()) -> str:
     "The whole `paper_vs_ours.md` for this run."
-    table = paper_vs_ours_table(paper, run_metrics, cfg)
-    data = ours_measured_on(cfg, run_metrics)
-    L = [f'<!-- profile: {cfg.profile} -->', f'# The ALTA paper beside this run (profile `{cfg.profile}`)', '',
-         '> **Read this first.** The paper\'s numbers come from ViT-B/16 + CXR-BERT trained on real MIMIC-CXR and '
-         'evaluated on real CheXpert and RSNA. Ours come from this run of the kit: ' + data + '. '
-         'A SynthCXR number is **not** a reproduction of a real-data number; compare directions of effects, '
-         'and treat only the counted efficiency numbers (paper-size model, no data) as like for like.', '',
-         f'Generated by `nbs/17_report.ipynb` from `alta_nb/paper_results.csv` ({len(paper)} paper numbers, '
-         'each with its source in arXiv 2506.08990) and the `metrics.json` of every notebook of this run.', '',
+    table = paper_vs_ours_table(paper, run_metrics, cfg); data = ours_measured_on(cfg, run_metrics)
+    L = [f'<!-- profile: {cfg.profile} -->',
+         f'# The ALTA paper beside this run (profile `{cfg.profile}`)', '',
+         '> **Read this first.** The paper\'s numbers come from ViT-B/16 + CXR-BERT trained on '
+         'real MIMIC-CXR and evaluated on real CheXpert and RSNA. Ours come from this run of the '
+         'kit: ' + data + '. A SynthCXR number is **not** a reproduction of a real-data number; '
+         'compare directions of effects, and treat only the counted efficiency numbers (paper-size '
+         'model, no data) as like for like.', '', f'Generated by `nbs/17_report.ipynb` from '
+         f'`alta_nb/paper_results.csv` ({len(paper)} paper numbers, each with its source in arXiv '
+         '2506.08990) and the `metrics.json` of every notebook of this run.', '',
          '## Side by side', '']
-    L += _md_table(table[['task', 'metric', 'paper method', 'paper value', 'paper measured on', 'ours model', 'ours value',
-                          'ours measured on', 'claim on our data']])
+    L += _md_table(table[['task', 'metric', 'paper method', 'paper value', 'paper measured on',
+                          'ours model', 'ours value', 'ours measured on', 'claim on our data']])
     L += ['', 'Where each number comes from:', '']
-    L += [f"- `{r['metric']}` — paper: {r['paper source']}; ours: {r['ours from']}" for r in table.to_dict('records')]
-    if 'trainable_fraction' in set(table.metric):
-        L += ['', 'Note on `trainable_fraction`: the abstract states it relative to masked record modeling; the official '
-              'code (`util/trainable_params.py`) prints trainable / all parameters of the ALTA model, and that is what '
-              'our models notebook counts (paper configuration, on the `meta` device).']
+    L += [f"- `{r['metric']}` — paper: {r['paper source']}; ours: {r['ours from']}"
+          for r in table.to_dict('records')]
+    if 'trainable_fraction' in set(table.metric): L += ['', 'Note on `trainable_fraction`: the '
+        'abstract states it relative to masked record modeling; the official code '
+        '(`util/trainable_params.py`) prints trainable / all parameters of the ALTA model, and '
+        'that is what our models notebook counts (paper configuration, on the `meta` device).']
     have = {(t, m) for t, m in zip(paper.task, paper.metric)}
     missing = [m for m in EVAL_METRICS if not any(pm == m for _, pm in have)]
-    L += ['', '## Paper numbers not recorded yet', '',
-          'The paper reports these for ALTA and its baselines, but no row of `alta_nb/paper_results.csv` holds them '
-          '(we record only numbers read in the paper); add the rows, with their table, to compare them here: '
-          + ', '.join(f'`{m}`' for m in missing) + '.' if missing else 'Every metric we measure has a paper number.']
+    L += ['', '## Paper numbers not recorded yet', '', 'The paper reports these for ALTA and its '
+          'baselines, but no row of `alta_nb/paper_results.csv` holds them (we record only numbers '
+          'read in the paper); add the rows, with their table, to compare them here: '
+          + ', '.join(f'`{m}`' for m in missing) + '.' if missing
+          else 'Every metric we measure has a paper number.']
     ours = ours_models_table(run_metrics)
     L += ['', "## Our models on this run's data", '', f'Measured on: {data}.', '']
-    L += _md_table(ours.reset_index()) if ours.notna().any().any() else ['*No evaluation notebook saved model metrics in this run.*']
+    L += _md_table(ours.reset_index()) if ours.notna().any().any() \
+        else ['*No evaluation notebook saved model metrics in this run.*']
     L += ['', '## Notebooks of this run', '', '| notebook | status |', '|---|---|']
-    L += [f"| {s} | {'not run' if m is None else f'ran, {len(m)} metric' + ('s' if len(m) != 1 else '')} |" for s, m in run_metrics.items()]
+    L += [f"| {s} | "
+          f"{'not run' if m is None else f'ran, {len(m)} metric' + ('s' if len(m) != 1 else '')} |"
+          for s, m in run_metrics.items()]
     L += [f'| {s} | runs after this report |' for s in later]
     return '\n'.join(L) + '\n'
 
@@ -216,7 +247,7 @@ def render_paper_vs_ours(paper: pd.DataFrame, run_metrics: dict, cfg: Config, la
 PROFILE_RANK = {'smoke': 0, 'teach': 1, 'paper': 2}
 
 def write_paper_vs_ours(text: str, profile: str, path=None) -> bool:
-    "Write `text` to `path` (default `figures/paper_vs_ours.md`) atomically unless it holds a richer profile's report."
+    "Write `text` to `path` (`figures/paper_vs_ours.md`) atomically; never over a richer profile's."
     path = Path(path or repo_root()/'figures'/'paper_vs_ours.md')
     if path.is_file():
         m = re.match(r'<!-- profile: (\w+) -->', path.read_text())
@@ -225,11 +256,13 @@ def write_paper_vs_ours(text: str, profile: str, path=None) -> bool:
     return True
 
 # %% ../nbs/17_report.ipynb #13fcf5f3
-RATIO_METRICS = ['trainable_fraction', 'step_flops_ratio_alta_over_mrm', 'compute_ratio_alta_over_mrm']
+RATIO_METRICS = ['trainable_fraction', 'step_flops_ratio_alta_over_mrm',
+                 'compute_ratio_alta_over_mrm']
 
 def compute_frames(paper: pd.DataFrame, run_metrics: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "Long frames for the compute figure: ratios `(quantity, source, value)` and parameter counts `(model, kind, value)`."
-    ratios = [{'quantity': r['metric'], 'source': f"paper ({RELATIONS[r['relation']]})", 'value': r['value']}
+    "Compute-figure frames: ratios `(quantity, source, value)`, parameters `(model, kind, value)`."
+    ratios = [{'quantity': r['metric'], 'source': f"paper ({RELATIONS[r['relation']]})",
+               'value': r['value']}
               for r in paper.to_dict('records') if r['metric'] in RATIO_METRICS]
     ratios += [{'quantity': q, 'source': 'ours (paper-size model)', 'value': float(v)}
                for q in RATIO_METRICS for _, v in find_metric(run_metrics, q)[:1]]
@@ -237,11 +270,15 @@ def compute_frames(paper: pd.DataFrame, run_metrics: dict) -> tuple[pd.DataFrame
     for stem, ms in run_metrics.items():
         for k, v in (ms or {}).items():
             m = re.match(r'^(?:(.+)_)?(trainable|total)_params$', k)
-            if m and isinstance(v, (int, float)): params.append({'model': m.group(1) or 'alta', 'kind': m.group(2), 'value': float(v)})
-    return pd.DataFrame(ratios, columns=['quantity', 'source', 'value']), pd.DataFrame(params, columns=['model', 'kind', 'value'])
+            if m and isinstance(v, (int, float)):
+                params.append({'model': m.group(1) or 'alta', 'kind': m.group(2),
+                               'value': float(v)})
+    return (pd.DataFrame(ratios, columns=['quantity', 'source', 'value']),
+            pd.DataFrame(params, columns=['model', 'kind', 'value']))
 
+# %% ../nbs/17_report.ipynb #9158d9c1
 def plot_compute(ratios: pd.DataFrame, params: pd.DataFrame | None = None):
-    "Bars: ALTA/MRM ratios (ours beside the paper's) and, when given, total vs trainable parameters."
+    "Bars: ALTA/MRM ratios (ours beside the paper's) and, if given, total vs trainable parameters."
     has_params = params is not None and len(params) > 0
     fig = Figure(figsize=(12 if has_params else 7, 4.5))
     axes = fig.subplots(1, 2 if has_params else 1, squeeze=False)
@@ -253,9 +290,12 @@ def plot_compute(ratios: pd.DataFrame, params: pd.DataFrame | None = None):
     if has_params:
         ax2 = axes[0, 1]
         sns.barplot(data=params, x='model', y='value', hue='kind', ax=ax2, palette='Set1')
-        ax2.set_yscale('log'); ax2.set_ylim(params.value.min() / 10, params.value.max() * 3)   # bars keep a visible base
-        ax2.set_title('parameters (total vs trainable)'); ax2.set_ylabel('count (log scale)'); ax2.set_xlabel('')
-        for c in ax2.containers: ax2.bar_label(c, labels=[f'{v / 1e6:.3g}M' for v in c.datavalues], fontsize=9)
+        # the bars keep a visible base
+        ax2.set_yscale('log'); ax2.set_ylim(params.value.min() / 10, params.value.max() * 3)
+        ax2.set_title('parameters (total vs trainable)'); ax2.set_ylabel('count (log scale)')
+        ax2.set_xlabel('')
+        for c in ax2.containers:
+            ax2.bar_label(c, labels=[f'{v / 1e6:.3g}M' for v in c.datavalues], fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -269,29 +309,37 @@ def ablation_frame(runs: dict, metric: str, models=MODELS) -> pd.DataFrame:
                 for model in models:
                     m = re.fullmatch(re.escape(f'{model}_{metric}') + r'(?:_seed(\d+))?', k)
                     if m and isinstance(v, (int, float)):
-                        rows.append({'model': model, 'seed': int(m.group(1)) if m.group(1) else int(seed), 'metric': metric, 'value': float(v)})
-    return pd.DataFrame(rows, columns=['model', 'seed', 'metric', 'value']).drop_duplicates(['model', 'seed', 'metric'], keep='last')
+                        rows.append({'model': model,
+                                     'seed': int(m.group(1)) if m.group(1) else int(seed),
+                                     'metric': metric, 'value': float(v)})
+    return pd.DataFrame(rows, columns=['model', 'seed', 'metric', 'value']).drop_duplicates(
+        ['model', 'seed', 'metric'], keep='last')
 
 def ablation_summary(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     "Mean, standard deviation (over seeds, ddof=1; 0 for one seed) and seed count per model."
     d = df[df.metric == metric]
-    if d.empty: raise ValueError(f"no rows for metric {metric!r}; metrics in the frame: {sorted(df.metric.unique())}")
+    if d.empty: raise ValueError(f"no rows for metric {metric!r}; "
+                                 f"metrics in the frame: {sorted(df.metric.unique())}")
     order = [m for m in MODELS if m in set(d.model)] + sorted(set(d.model) - set(MODELS))
     s = d.groupby('model').value.agg(['mean', 'std', 'count']).reindex(order)
     return s.fillna({'std': 0.0}).rename(columns={'count': 'n_seeds'})
 
+# %% ../nbs/17_report.ipynb #dd5a10af
 def larger_than_spread(summary: pd.DataFrame, a: str, b: str) -> bool:
-    "Is the gap between models `a` and `b` larger than their spreads added (mean difference > sd_a + sd_b)?"
-    return bool(abs(summary.loc[a, 'mean'] - summary.loc[b, 'mean']) > summary.loc[a, 'std'] + summary.loc[b, 'std'])
+    "Do models `a` and `b` differ by more than their spreads added (mean difference > sd_a + sd_b)?"
+    return bool(abs(summary.loc[a, 'mean'] - summary.loc[b, 'mean'])
+                > summary.loc[a, 'std'] + summary.loc[b, 'std'])
 
 def plot_ablation(df: pd.DataFrame, metric: str, ax=None):
-    "Bars at the mean over seeds with ±1 sd error bars and one dot per seed; returns `(fig, summary)`."
+    "Bars at the mean over seeds, ±1 sd error bars, one dot per seed; returns `(fig, summary)`."
     s = ablation_summary(df, metric)
     d = df[df.metric == metric]
     if ax is None: ax = Figure(figsize=(1.6 * len(s) + 2, 4.5)).subplots()
     fig = ax.figure
-    ax.bar(range(len(s)), s['mean'], yerr=s['std'], capsize=6, color=sns.color_palette('Set2', len(s)), edgecolor='black')
-    sns.stripplot(data=d, x='model', y='value', order=list(s.index), color='black', size=5, jitter=0.12, ax=ax)
+    ax.bar(range(len(s)), s['mean'], yerr=s['std'], capsize=6,
+           color=sns.color_palette('Set2', len(s)), edgecolor='black')
+    sns.stripplot(data=d, x='model', y='value', order=list(s.index), color='black', size=5,
+                  jitter=0.12, ax=ax)
     ax.set_xticks(range(len(s)), list(s.index), rotation=15)
     ax.set_ylabel(metric); ax.set_xlabel('')
     ax.set_title(f'{metric}: mean ± sd over {int(s.n_seeds.max())} seed(s)')

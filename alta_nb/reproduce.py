@@ -22,9 +22,10 @@ def _nb_number(o) -> str:
     return f'{int(m[1]):02d}{m[2]}'
 
 def find_notebooks(nbs_dir=None, only=None) -> list[Path]:
-    "The numbered notebooks of `nbs_dir` in order, without the tools `9X_*`; `only` = numbers to keep."
+    "The numbered notebooks of `nbs_dir` in order, less the tools `9X_*`; `only`: numbers to keep."
     nbs_dir = Path(nbs_dir or repo_root()/'nbs')
-    nbs = sorted(p for p in nbs_dir.glob('*.ipynb') if _NB_RE.match(p.name) and not p.name.startswith('9'))
+    nbs = sorted(p for p in nbs_dir.glob('*.ipynb')
+                 if _NB_RE.match(p.name) and not p.name.startswith('9'))
     if only:
         want = {_nb_number(o) for o in only}
         missing = want - {_NB_RE.match(p.name)[1] for p in nbs}
@@ -51,29 +52,35 @@ class NotebookFailed(RuntimeError):
 
 # %% ../nbs/99_reproduce.ipynb #440c1885
 def _source_cell(out: Path, idx: int, source: str) -> str:
-    "Name the failing cell as the author sees it: 1-based position in the source notebook + its first line."
+    "The failing cell as its author sees it: 1-based position in the source notebook + first line."
     import nbformat
     try: cells = nbformat.read(out, as_version=4).cells
     except Exception: cells = []
-    injected = [i for i, c in enumerate(cells) if 'injected-parameters' in c.get('metadata', {}).get('tags', [])]
+    injected = [i for i, c in enumerate(cells)
+                if 'injected-parameters' in c.get('metadata', {}).get('tags', [])]
     pos = idx - (1 if injected and injected[0] < idx else 0) + 1
-    first = next((l for l in (source or '').splitlines() if l.strip() and not l.startswith('#|')), '').strip()
+    first = next((l for l in (source or '').splitlines()
+                  if l.strip() and not l.startswith('#|')), '').strip()
     return f"{pos} (`{first[:60]}`)"
 
-def run_notebook(nb: Path, out: Path, parameters: dict, kernel: str = KERNEL, cell_timeout: int | None = 1800) -> float:
+def run_notebook(nb: Path, out: Path, parameters: dict, kernel: str = KERNEL,
+                 cell_timeout: int | None = 1800) -> float:
     "Execute `nb` into `out` with papermill; return the seconds it took or raise `NotebookFailed`."
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
-        pm.execute_notebook(str(nb), str(out), parameters=parameters, kernel_name=kernel, cwd=str(nb.parent),
-                            execution_timeout=cell_timeout, progress_bar=False, log_output=False)
+        pm.execute_notebook(str(nb), str(out), parameters=parameters, kernel_name=kernel,
+                            cwd=str(nb.parent), execution_timeout=cell_timeout,
+                            progress_bar=False, log_output=False)
     except PapermillExecutionError as e:
         err = f"{e.ename}: {str(e.evalue).splitlines()[0] if e.evalue else ''}"
         raise NotebookFailed(nb.name, _source_cell(out, e.cell_index, e.source), err) from None
     except Exception as e:   # a timeout or a dead kernel has no cell index of papermill's
-        raise NotebookFailed(nb.name, '?', f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        raise NotebookFailed(
+            nb.name, '?', f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        ) from None
     return time.perf_counter() - t0
 
 # %% ../nbs/99_reproduce.ipynb #f0f4f522
@@ -107,22 +114,24 @@ def collect_figures(run_dir: Path, stem: str, dest: Path) -> list[Path]:
 
 # %% ../nbs/99_reproduce.ipynb #b36ab1d9
 def _previous_run(out_dir: Path) -> tuple[dict, dict]:
-    "Metrics and timings (without the total) of an earlier run in `out_dir`, which a run of `only` some notebooks keeps."
+    "Metrics and timings (less the total) of an earlier run in `out_dir`, kept by an `only` run."
     m, t = out_dir/'metrics.json', out_dir/'timings.json'
     metrics = json.loads(m.read_text()) if m.exists() else {}
     timings = json.loads(t.read_text()) if t.exists() else {}
     return metrics, {k: v for k, v in timings.items() if k != 'total'}
 
-def _run_one(nb: Path, out_dir: Path, figures_dir: Path, params: dict, kernel: str, cell_timeout: int | None, tag: str):
-    "Run one notebook into `out_dir/<stem>` and gather its outputs; return `(metrics, seconds, status, failure)`."
+def _run_one(nb: Path, out_dir: Path, figures_dir: Path, params: dict, kernel: str,
+             cell_timeout: int | None, tag: str):
+    "Run `nb` into `out_dir/<stem>`, gather its outputs; return metrics, seconds, status, failure."
     run_dir = out_dir/nb.stem
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir/'metrics.json').unlink(missing_ok=True)     # stale numbers must not survive a failed run
+    (run_dir/'metrics.json').unlink(missing_ok=True)   # stale numbers must not survive a failed run
     shutil.rmtree(run_dir/'figures', ignore_errors=True)
     print(f'{tag} {nb.stem} ...', flush=True)
     t0, failure = time.perf_counter(), None
     try:
-        secs = run_notebook(nb, out_dir/nb.name, {**params, 'run_dir': str(run_dir.resolve())}, kernel, cell_timeout)
+        secs = run_notebook(nb, out_dir/nb.name, {**params, 'run_dir': str(run_dir.resolve())},
+                            kernel, cell_timeout)
         status = 'ok'
     except NotebookFailed as e:
         secs, status, failure = time.perf_counter() - t0, 'FAILED', e
@@ -134,14 +143,15 @@ def _run_one(nb: Path, out_dir: Path, figures_dir: Path, params: dict, kernel: s
     return metrics, secs, status, failure
 
 # %% ../nbs/99_reproduce.ipynb #43bab177
-# A cell that hangs must not hold CI for ever; a teach cell trains every model of 18_ablations (about an hour on 2 cores).
+# A cell that hangs must not hold CI for ever;
+# a teach cell trains every model of 18_ablations (about an hour on 2 cores).
 CELL_TIMEOUT = {'smoke': 1800, 'teach': 4 * 3600}
 
 def reproduce(profile: str = 'smoke', only=None, device: str = 'auto', seed: int = 0, nbs_dir=None,
               out_dir=None, figures_dir=None, kernel: str = KERNEL, cell_timeout: int | None = None,
               keep_going: bool = False) -> dict:
     "Run the numbered notebooks with `profile`; return `{stem: metrics}` or raise `NotebookFailed`."
-    cell_timeout = cell_timeout or CELL_TIMEOUT.get(profile)     # None: no limit (the paper profile's cells train for days)
+    cell_timeout = cell_timeout or CELL_TIMEOUT.get(profile)   # None: no limit (paper: days a cell)
     get_config(profile)                                   # an unknown profile fails before any work
     nbs = find_notebooks(nbs_dir, only)
     if not nbs: raise ValueError(f"no numbered notebooks found in {nbs_dir or repo_root()/'nbs'}")
@@ -151,16 +161,18 @@ def reproduce(profile: str = 'smoke', only=None, device: str = 'auto', seed: int
     ensure_kernel(kernel)
     metrics, timings = _previous_run(out_dir) if only else ({}, {})
     rows, failure, t_all = [], None, time.perf_counter()
-    params = dict(profile=profile, seed=seed, run_dir='', device=device)   # run_dir: set per notebook
+    params = dict(profile=profile, seed=seed, run_dir='', device=device)   # run_dir: per notebook
     for i, nb in enumerate(nbs, 1):
-        ms, secs, status, err = _run_one(nb, out_dir, figures_dir, params, kernel, cell_timeout, f'[{i}/{len(nbs)}]')
+        ms, secs, status, err = _run_one(nb, out_dir, figures_dir, params, kernel, cell_timeout,
+                                         f'[{i}/{len(nbs)}]')
         metrics[nb.stem], timings[nb.stem] = ms, round(secs, 2)
         rows.append(dict(stem=nb.stem, status=status, seconds=secs))
         failure = failure or err
         if failure and not keep_going: break
     timings['total'] = round(sum(v for k, v in timings.items() if k != 'total'), 2)
     write_report(out_dir, profile, rows, metrics, timings)
-    for f in ('metrics.json', 'timings.json'): figures_dir.mkdir(parents=True, exist_ok=True); shutil.copy2(out_dir/f, figures_dir/f)   # `alta-nb status` reads them
+    for f in ('metrics.json', 'timings.json'):   # `alta-nb status` reads them
+        figures_dir.mkdir(parents=True, exist_ok=True); shutil.copy2(out_dir/f, figures_dir/f)
     print(f'wrote {out_dir/"report.md"} (total {time.perf_counter() - t_all:.1f}s)', flush=True)
     if failure: raise failure
     return metrics
@@ -173,33 +185,35 @@ def main(argv=None):
     r = sub.add_parser('reproduce', help='run the numbered notebooks with papermill')
     r.add_argument('--profile', default='smoke', choices=list(PROFILES))
     r.add_argument('--only', nargs='*', help='notebook numbers, e.g. 01 05')
-    r.add_argument('--device', default='auto')
-    r.add_argument('--seed', type=int, default=0)
-    r.add_argument('--cell-timeout', type=int, default=None, help='seconds per cell (default: CELL_TIMEOUT of the profile)')
+    r.add_argument('--device', default='auto'); r.add_argument('--seed', type=int, default=0)
+    r.add_argument('--cell-timeout', type=int, default=None,
+                   help='seconds per cell (default: CELL_TIMEOUT of the profile)')
     r.add_argument('--keep-going', action='store_true', help='run the rest after a failure')
     r.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE',
-                   help='config fields for every notebook, e.g. lr=2e-3 (passed as $ALTA_OVERRIDES)')
-    sub.add_parser('docs', help='render the executed notebooks into the offline docs site (see 98_docs)')
-    sub.add_parser('status', help="write the README's status block from figures/<profile>/ (--check: compare only; see 97_status)")
-    sub.add_parser('paper', help='check and plan a paper-profile run on real data: --dry-run (see 19_paper)')
-    sub.add_parser('goldens', help='write tests/goldens from the last smoke run; --calibrate measures them (96_goldens)')
+        help='config fields for every notebook, e.g. lr=2e-3 (passed as $ALTA_OVERRIDES)')
+    sub.add_parser('docs',
+        help='render the executed notebooks into the offline docs site (see 98_docs)')
+    sub.add_parser('status', help="write the README's status block from figures/<profile>/ "
+                                  "(--check: compare only; see 97_status)")
+    sub.add_parser('paper',
+        help='check and plan a paper-profile run on real data: --dry-run (see 19_paper)')
+    sub.add_parser('goldens', help='write tests/goldens from the last smoke run; '
+                                   '--calibrate measures them (96_goldens)')
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ['docs']:                  # these parse their own options
         from alta_nb.docs import main_docs
         main_docs(argv[1:]); return 0             # it exits 1 itself on failure
     if argv[:1] == ['status']:
-        from alta_nb.status import main_status
-        sys.exit(main_status(argv[1:]))
+        from alta_nb.status import main_status; sys.exit(main_status(argv[1:]))
     if argv[:1] == ['goldens']:
-        from alta_nb.goldens import main_goldens
-        sys.exit(main_goldens(argv[1:]))
+        from alta_nb.goldens import main_goldens; sys.exit(main_goldens(argv[1:]))
     if argv[:1] == ['paper']:
-        from alta_nb.paper import main_paper
-        sys.exit(main_paper(argv[1:]))
+        from alta_nb.paper import main_paper; sys.exit(main_paper(argv[1:]))
     a = ap.parse_args(argv)
     try:
         if a.cmd == 'reproduce':
             if a.set: os.environ['ALTA_OVERRIDES'] = ','.join(a.set)
-            reproduce(a.profile, a.only, a.device, a.seed, cell_timeout=a.cell_timeout, keep_going=a.keep_going)
+            reproduce(a.profile, a.only, a.device, a.seed, cell_timeout=a.cell_timeout,
+                      keep_going=a.keep_going)
     except (NotebookFailed, ValueError, FileNotFoundError) as e:
         print(f'alta-nb: {e}', file=sys.stderr); sys.exit(1)

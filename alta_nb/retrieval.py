@@ -26,18 +26,21 @@ def _as_tensor(x, dtype=None) -> torch.Tensor:
     return t.to(dtype) if dtype is not None else t
 
 def rank_candidates(sim, k: int) -> torch.Tensor:
-    "Indices of the top `k` candidates per row of `sim` (Q, C), by descending score; ties keep candidate order."
+    "Top-`k` candidates per row of `sim` (Q, C), best first; ties keep the candidates' order."
     sim = _as_tensor(sim, torch.float32)
-    if sim.ndim != 2: raise ValueError(f"similarity must be 2-D (queries, candidates), got shape {tuple(sim.shape)}")
-    if not 1 <= k <= sim.shape[1]: raise ValueError(f"P@K: k={k} but there are {sim.shape[1]} candidates")
+    if sim.ndim != 2: raise ValueError(
+        f"similarity must be 2-D (queries, candidates), got shape {tuple(sim.shape)}")
+    if not 1 <= k <= sim.shape[1]:
+        raise ValueError(f"P@K: k={k} but there are {sim.shape[1]} candidates")
     return torch.sort(sim, dim=1, descending=True, stable=True).indices[:, :k]
 
 def precision_at_k(sim, query_labels, cand_labels, k: int, per_query: bool = False):
-    "ALTA's P@K: mean over queries of the fraction of the top-`k` candidates with the query's label."
+    "ALTA's P@K: mean over queries of the share of the top-`k` candidates with the query's label."
     sim = _as_tensor(sim, torch.float32)
     ql, cl = _as_tensor(query_labels).long().cpu(), _as_tensor(cand_labels).long().cpu()
     if sim.shape != (len(ql), len(cl)):
-        raise ValueError(f"similarity {tuple(sim.shape)} does not match {len(ql)} query and {len(cl)} candidate labels")
+        raise ValueError(f"similarity {tuple(sim.shape)} does not match {len(ql)} query and "
+                         f"{len(cl)} candidate labels")
     hits = (cl[rank_candidates(sim, k).cpu()] == ql[:, None]).float()
     per = hits.mean(dim=1)
     return per if per_query else per.mean().item()
@@ -47,12 +50,13 @@ def similarity(queries, candidates) -> torch.Tensor:
     "Cosine similarity matrix (Q, C) of two embedding sets (re-normalised), with a dimension check."
     q, c = _as_tensor(queries, torch.float32), _as_tensor(candidates, torch.float32)
     if q.ndim != 2 or c.ndim != 2 or q.shape[1] != c.shape[1]:
-        raise ValueError(f"embeddings of mismatched dimension: queries {tuple(q.shape)} vs candidates {tuple(c.shape)}")
+        raise ValueError(f"embeddings of mismatched dimension: queries {tuple(q.shape)} "
+                         f"vs candidates {tuple(c.shape)}")
     return F.normalize(q, dim=-1) @ F.normalize(c, dim=-1).T
 
 # %% ../nbs/15_eval_retrieval.ipynb #273fc9fb
 def retrieval_scores(q_emb, q_lab, c_emb, c_lab, ks=(5, 10, 50), prefix: str = '') -> dict:
-    "`{prefix}p_at_{k}` for each k (capped at the number of candidates; the cap is `{prefix}k_cap`)."
+    "`{prefix}p_at_{k}` per k (k capped at the number of candidates; the cap is `{prefix}k_cap`)."
     sim = similarity(q_emb, c_emb)
     out, n = {}, sim.shape[1]
     for k in ks: out[f'{prefix}p_at_{k}'] = precision_at_k(sim, q_lab, c_lab, min(k, n))
@@ -64,17 +68,19 @@ def img2img(q_emb, q_lab, c_emb, c_lab, ks=(5, 10, 50)) -> dict:
     return retrieval_scores(q_emb, q_lab, c_emb, c_lab, ks, 'img2img_')
 
 def txt2img(t_emb, t_lab, c_emb, c_lab, ks=(5, 10, 50)) -> dict:
-    "CheXpert 8x200 text-to-image P@K (`CheXpert8X200_txt2img.py`): class text queries, image candidates."
+    "CheXpert 8x200 text-to-image P@K (`CheXpert8X200_txt2img.py`): text queries, image candidates."
     return retrieval_scores(t_emb, t_lab, c_emb, c_lab, ks, 'txt2img_')
 
 def img2txt(i_emb, t_emb, labels, ks=(5, 10, 100)) -> dict:
-    "CheXpert 5x200 image-to-text P@K (`CheXpert5X200_retrieval.py`): each report carries its image's class."
+    "5x200 image-to-text P@K (`CheXpert5X200_retrieval.py`): a report has its image's class."
     return retrieval_scores(i_emb, labels, t_emb, labels, ks, 'img2txt_')
 
 # %% ../nbs/15_eval_retrieval.ipynb #108f1204
-def bootstrap_ci(stat, n_items: int, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
-    "Percentile bootstrap (lo, hi) of `stat(idx)` over `n_boot` resamples of `range(n_items)`; NaN draws are skipped."
-    if n_items < 1 or n_boot < 1: raise ValueError(f"bootstrap needs items and resamples, got n_items={n_items}, n_boot={n_boot}")
+def bootstrap_ci(stat, n_items: int, n_boot: int = 1000, seed: int = 0,
+                 alpha: float = 0.05) -> tuple[float, float]:
+    "Percentile bootstrap (lo, hi) of `stat(idx)` over `n_boot` item resamples; NaN draws skipped."
+    if n_items < 1 or n_boot < 1: raise ValueError(
+        f"bootstrap needs items and resamples, got n_items={n_items}, n_boot={n_boot}")
     rng = np.random.default_rng(seed)
     vals = np.array([stat(rng.integers(0, n_items, n_items)) for _ in range(n_boot)], dtype=float)
     vals = vals[~np.isnan(vals)]
@@ -109,7 +115,8 @@ def _cached(model, key: str, compute, cache: bool = True) -> torch.Tensor:
     return emb
 
 def _autocast(device):
-    return torch.autocast('cuda', dtype=torch.bfloat16) if device.type == 'cuda' else torch.autocast('cpu', enabled=False)
+    return (torch.autocast('cuda', dtype=torch.bfloat16) if device.type == 'cuda'
+            else torch.autocast('cpu', enabled=False))
 
 # %% ../nbs/15_eval_retrieval.ipynb #1d4d28cd
 def image_dataset(es: EvalSet, cfg):
@@ -118,16 +125,19 @@ def image_dataset(es: EvalSet, cfg):
     return ImageListDataset(list(es.items['path']), check_images(es), cfg)
 
 def image_features(model, images: torch.Tensor) -> torch.Tensor:
-    "Pooled single-image features *before* the projection head (ALTA's `image.encode_single`); a model without a head (MRM) gives `encode_image`."
-    return model.image.encode_single(images) if hasattr(model, 'image') else model.encode_image(images)
+    "Features before the projection head (`image.encode_single`); headless (MRM): `encode_image`."
+    return (model.image.encode_single(images) if hasattr(model, 'image')
+            else model.encode_image(images))
 
 @torch.no_grad()
-def embed_images(model, es: EvalSet, cfg, batch_size: int = 64, cache: bool = True, dataset=None, features: bool = False) -> torch.Tensor:
-    "L2-normalised single-image embeddings (N, D) of `es`: view 0, time 0 (the paper's protocol); `features`: before the head (`image_features`)."
+def embed_images(model, es: EvalSet, cfg, batch_size: int = 64, cache: bool = True, dataset=None,
+                 features: bool = False) -> torch.Tensor:
+    "L2-normed image embeddings (N, D) of `es` (view 0, time 0); `features=True`: before the head."
     enc = (lambda x: image_features(model, x)) if features else model.encode_image
     def compute():
         ds = dataset if dataset is not None else image_dataset(es, cfg)
-        dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=cfg.num_workers)
+        dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False,
+                                         num_workers=cfg.num_workers)
         dev = next(model.parameters()).device
         out = []
         model.eval()
@@ -135,22 +145,25 @@ def embed_images(model, es: EvalSet, cfg, batch_size: int = 64, cache: bool = Tr
             x = x[0] if isinstance(x, (tuple, list)) else x
             with _autocast(dev): out.append(F.normalize(enc(x.to(dev)).float(), dim=-1).cpu())
         return torch.cat(out)
-    return _cached(model, f'img-{es.sha256[:16]}-{cfg.image_size}' + ('-feat' if features else ''), compute, cache)
+    return _cached(model, f'img-{es.sha256[:16]}-{cfg.image_size}' + ('-feat' if features else ''),
+                   compute, cache)
 
 # %% ../nbs/15_eval_retrieval.ipynb #da01456f
 def _tokenize(tokenizer, texts, cfg):
-    t = tokenizer(list(texts), padding=True, truncation=True, max_length=cfg.max_text_len, return_tensors='pt')
+    t = tokenizer(list(texts), padding=True, truncation=True, max_length=cfg.max_text_len,
+                  return_tensors='pt')
     return t['input_ids'], t['attention_mask']
 
 def encode_text_raw(model, input_ids, attention_mask) -> torch.Tensor:
-    "The projected [CLS] *before* L2 norm when the model offers it (`normalize=False`), else its normalised output."
+    "The [CLS] projection before L2 norm if `encode_text` has `normalize=False`, else normalised."
     if 'normalize' in inspect.signature(model.encode_text).parameters:
         return model.encode_text(input_ids, attention_mask, normalize=False)
     return model.encode_text(input_ids, attention_mask)
 
 @torch.no_grad()
-def embed_texts(model, tokenizer, texts, cfg, batch_size: int = 128, normalize: bool = True, cache: bool = True) -> torch.Tensor:
-    "Text embeddings (N, D): L2-normalised (`normalize=True`, the retrieval protocol) or raw projections; cached."
+def embed_texts(model, tokenizer, texts, cfg, batch_size: int = 128, normalize: bool = True,
+                cache: bool = True) -> torch.Tensor:
+    "Cached text embeddings (N, D): L2-normalised (retrieval protocol) or raw (`normalize=False`)."
     texts = list(texts)
     def compute():
         dev = next(model.parameters()).device
@@ -161,7 +174,8 @@ def embed_texts(model, tokenizer, texts, cfg, batch_size: int = 128, normalize: 
             out.append((F.normalize(e, dim=-1) if normalize else e).cpu())
         return torch.cat(out) if out else torch.zeros(0, cfg.embed_dim)
     key = hashlib.sha256('\n'.join(texts).encode()).hexdigest()[:16]
-    return _cached(model, f'txt-{key}-{cfg.max_text_len}-{"norm" if normalize else "raw"}', compute, cache)
+    return _cached(model, f'txt-{key}-{cfg.max_text_len}-{"norm" if normalize else "raw"}',
+                   compute, cache)
 
 # %% ../nbs/15_eval_retrieval.ipynb #42508841
 VIEW_ORDER = ['frontal', 'lateral', 'prior_frontal', 'prior_lateral']
@@ -171,7 +185,7 @@ def _study_num(folder: str) -> int:
     return int(digits) if digits else -1
 
 def study_views(table: pd.DataFrame, paths) -> pd.DataFrame:
-    "For each frontal `path`, the 4 view paths of its study (current/prior × frontal/lateral); '' = missing."
+    "Per frontal `path`, its study's 4 view paths (current/prior × frontal/lateral); '' = missing."
     t = pd.DataFrame({'Path': table['Path'].astype(str), 'view': table['Frontal/Lateral']})
     t['study_dir'] = t['Path'].str.rsplit('/', n=1).str[0]
     t['patient_dir'] = t['study_dir'].str.rsplit('/', n=1).str[0]
@@ -181,17 +195,20 @@ def study_views(table: pd.DataFrame, paths) -> pd.DataFrame:
     by_study = {s: d for s, d in t.groupby('study_dir')}
     rows = []
     for p in paths:
-        sdir = p.rsplit('/', 1)[0]; pdir = sdir.rsplit('/', 1)[0]; num = _study_num(sdir.rsplit('/', 1)[1])
+        sdir = p.rsplit('/', 1)[0]; pdir = sdir.rsplit('/', 1)[0]
+        num = _study_num(sdir.rsplit('/', 1)[1])
         cur = by_study.get(sdir, t.iloc[:0])
         earlier = t[(t['patient_dir'] == pdir) & (t['study_num'] < num)]
-        prior = by_study[earlier.loc[earlier['study_num'].idxmax(), 'study_dir']] if len(earlier) else t.iloc[:0]
+        prior = (by_study[earlier.loc[earlier['study_num'].idxmax(), 'study_dir']] if len(earlier)
+                 else t.iloc[:0])
         rows.append((p, first(cur, 'Lateral'), first(prior, 'Frontal'), first(prior, 'Lateral')))
     return pd.DataFrame(rows, columns=VIEW_ORDER)
 
 # %% ../nbs/15_eval_retrieval.ipynb #79536cb3
 @torch.no_grad()
-def embed_studies(model, es: EvalSet, table: pd.DataFrame, cfg, batch_size: int = 32, cache: bool = True) -> torch.Tensor:
-    "Study-level embeddings (N, D): all available views of each item's study through `encode_image(images, view_mask)`."
+def embed_studies(model, es: EvalSet, table: pd.DataFrame, cfg, batch_size: int = 32,
+                  cache: bool = True) -> torch.Tensor:
+    "Study embeddings (N, D): all views of each item's study via `encode_image(images, view_mask)`."
     views = study_views(table, list(es.items['path']))
     def compute():
         from alta_nb.data import ImageListDataset
@@ -206,8 +223,11 @@ def embed_studies(model, es: EvalSet, table: pd.DataFrame, cfg, batch_size: int 
             for b, (_, row) in enumerate(chunk.iterrows()):
                 for v, col in enumerate(VIEW_ORDER):
                     if row[col]:
-                        x = ds[pos[row[col]]]; imgs[b, v] = x[0] if isinstance(x, (tuple, list)) else x; mask[b, v] = True
-            with _autocast(dev): out.append(F.normalize(model.encode_image(imgs.to(dev), view_mask=mask.to(dev)).float(), dim=-1).cpu())
+                        x = ds[pos[row[col]]]
+                        imgs[b, v] = x[0] if isinstance(x, (tuple, list)) else x
+                        mask[b, v] = True
+            with _autocast(dev): out.append(F.normalize(
+                model.encode_image(imgs.to(dev), view_mask=mask.to(dev)).float(), dim=-1).cpu())
         return torch.cat(out)
     return _cached(model, f'study-{es.sha256[:16]}-{cfg.image_size}', compute, cache)
 
@@ -217,7 +237,8 @@ _NUMBERED = _re.compile(r'[0-9]+\.')
 _WORD = _re.compile(r'\w+')
 
 def clean_text(text: str) -> str:
-    "GLoRIA/ALTA's report cleaner: split at `N.` and '.', keep `\\w+` tokens lower-cased, drop <=1-token sentences, ASCII only."
+    """GLoRIA/ALTA's report cleaner: split at `N.` and '.', keep `\\w+` tokens lower-cased,
+    drop <=1-token sentences, ASCII only."""
     sents = []
     for chunk in _NUMBERED.split(str(text).replace('\n', ' ')):
         for s in chunk.split('.'):
@@ -228,7 +249,7 @@ def clean_text(text: str) -> str:
     return ' '.join(sents)
 
 # %% ../nbs/15_eval_retrieval.ipynb #da038448
-CHEXPERT8_TEXT_QUERIES = {  # our own wording (not ConVIRT's); ConVIRT's come from a checkout via convirt_text_queries
+CHEXPERT8_TEXT_QUERIES = {  # our wording; ConVIRT's own come from `convirt_text_queries`
     'Atelectasis': ['Linear atelectasis is noted at the left lung base.',
                     'Subsegmental atelectasis in the right lower lobe.',
                     'Bibasilar opacities are consistent with atelectasis.',
@@ -276,19 +297,22 @@ CHEXPERT8_TEXT_QUERIES.update({
 })
 
 # %% ../nbs/15_eval_retrieval.ipynb #de23e435
-NEGATION_FINDINGS = ['atelectasis', 'cardiomegaly', 'consolidation', 'edema', 'pleural effusion', 'pneumonia', 'pneumothorax']
+NEGATION_FINDINGS = ['atelectasis', 'cardiomegaly', 'consolidation', 'edema', 'pleural effusion',
+                     'pneumonia', 'pneumothorax']
 
 def mean_pairwise_cos(emb) -> float:
-    "Mean cosine over the pairs i != j of the rows of `emb` (re-normalised); near 1 = all one direction (collapse)."
+    "Mean cosine over row pairs i != j of `emb` (re-normalised); near 1 = one direction (collapse)."
     e = _as_tensor(emb, torch.float32)
-    if e.ndim != 2 or len(e) < 2: raise ValueError(f"mean_pairwise_cos: expected embeddings (N >= 2, D), got shape {tuple(e.shape)}")
+    if e.ndim != 2 or len(e) < 2: raise ValueError(
+        f"mean_pairwise_cos: expected embeddings (N >= 2, D), got shape {tuple(e.shape)}")
     s, n = similarity(e, e).double(), len(e)
     return float((s.sum() - s.diagonal().sum()) / (n * (n - 1)))
 
 def reciprocal_ranks(sim) -> torch.Tensor:
-    "Per row i, 1 / (rank of column i in row i of the square score matrix `sim`); ties count in i's favour."
+    "Per row i, 1 / (rank of column i in row i of the square `sim`); ties count in i's favour."
     s = _as_tensor(sim, torch.float64)
-    if s.ndim != 2 or s.shape[0] != s.shape[1] or not len(s): raise ValueError(f"reciprocal_ranks: expected a square (N, N) matrix, got {tuple(s.shape)}")
+    if s.ndim != 2 or s.shape[0] != s.shape[1] or not len(s):
+        raise ValueError(f"reciprocal_ranks: expected a square (N, N) matrix, got {tuple(s.shape)}")
     return 1.0 / ((s > s.diagonal()[:, None]).sum(1) + 1).double()
 
 def mean_reciprocal_rank(sim) -> float:
@@ -296,17 +320,22 @@ def mean_reciprocal_rank(sim) -> float:
     return float(reciprocal_ranks(sim).mean())
 
 def negation_cos(model, tokenizer, cfg, findings=NEGATION_FINDINGS) -> float:
-    "Mean over `findings` of cos('There is {x}', 'There is no {x}'), normalised text embeddings; near 1 = negation unheard."
+    "Mean of cos('There is {x}', 'There is no {x}') over `findings`; near 1 = negation unheard."
     if isinstance(findings, str) or not list(findings):
-        raise ValueError(f"negation_cos: findings must be a non-empty list of finding names, got {findings!r}")
+        raise ValueError(f"negation_cos: findings must be a non-empty list of finding names, "
+                         f"got {findings!r}")
     f = list(findings)
-    e = embed_texts(model, tokenizer, [f'There is {x}' for x in f] + [f'There is no {x}' for x in f], cfg, cache=False)
+    e = embed_texts(model, tokenizer,
+                    [f'There is {x}' for x in f] + [f'There is no {x}' for x in f],
+                    cfg, cache=False)
     return float((e[:len(f)].double() * e[len(f):].double()).sum(-1).mean())
 
 # %% ../nbs/15_eval_retrieval.ipynb #featcos1
 def collapse_diagnostics(model, tokenizer, es: EvalSet, emb, cfg, cache: bool = True) -> dict:
-    "`img_emb_mean_cos` of `es`'s embeddings `emb`, `img_feat_mean_cos` of its images before the head, `negation_cos`, `logit_scale` (models with one)."
-    out = dict(img_emb_mean_cos=mean_pairwise_cos(emb), negation_cos=negation_cos(model, tokenizer, cfg),
-               img_feat_mean_cos=mean_pairwise_cos(embed_images(model, es, cfg, cache=cache, features=True)))
+    "`img_emb_mean_cos` (of `emb`), `img_feat_mean_cos` (pre-head), `negation_cos`, `logit_scale`."
+    out = dict(img_emb_mean_cos=mean_pairwise_cos(emb),
+               negation_cos=negation_cos(model, tokenizer, cfg),
+               img_feat_mean_cos=mean_pairwise_cos(
+                   embed_images(model, es, cfg, cache=cache, features=True)))
     if hasattr(model, 'logit_scale'): out['logit_scale'] = float(model.logit_scale.detach().exp())
     return out

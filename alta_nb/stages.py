@@ -19,16 +19,18 @@ __all__ = ['model_key', 'model_dir', 'pretrained', 'report_sentences', 'negate_s
            'rsm_pretrain', 'text_stand_in']
 
 # %% ../nbs/13_stages.ipynb #b5e28c1b
-_NOT_WEIGHT_FIELDS = {'device', 'num_workers', 'eval_per_class', 'bootstrap', 'n_seeds', 'eval_every', 'ckpt_every', 'keep_ckpts', 'compile',
-                      'ablation_skip', 'epoch_weights'}
+_NOT_WEIGHT_FIELDS = {'device', 'num_workers', 'eval_per_class', 'bootstrap', 'n_seeds',
+                      'eval_every', 'ckpt_every', 'keep_ckpts', 'compile', 'ablation_skip',
+                      'epoch_weights'}
 # fields only the alignment stage reads: every ALTA variant of a seed shares one MRM pretraining
-_ALIGNMENT_ONLY_FIELDS = {'epochs', 'n_views', 'multiview', 'adapter_ratio', 'adapter_init', 'embed_dim', 'train_text', 'head_init',
-                          'cxrbert_path', 'text_rsm_steps', 'text_negation_weight'}
+_ALIGNMENT_ONLY_FIELDS = {'epochs', 'n_views', 'multiview', 'adapter_ratio', 'adapter_init',
+                          'embed_dim', 'train_text', 'head_init', 'cxrbert_path', 'text_rsm_steps',
+                          'text_negation_weight'}
 _TEXT_RSM_FIELDS = {'text_rsm_steps', 'text_negation_weight'}   # ... except the stand-in's own
 
 def model_key(cfg: Config, kind: str) -> str:
     "A short hash of the config fields that set the weights of `kind`, and of the code it runs."
-    pre = kind in ('mrm', 'text_rsm')    # the pretraining stages: at `pretrain_seed` when one pretraining is shared
+    pre = kind in ('mrm', 'text_rsm')    # pretraining stages: at `pretrain_seed` when one is shared
     if pre: cfg = cfg.pretraining()
     d = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_WEIGHT_FIELDS}
     if pre:
@@ -39,13 +41,13 @@ def model_key(cfg: Config, kind: str) -> str:
     return f'{kind}-{h.hexdigest()[:12]}'
 
 def model_dir(cfg: Config, kind: str) -> Path:
-    "Where `pretrained` caches the trained `kind` model of `cfg`: `data_dir()/models/<kind>-<hash>`."
+    "Where `pretrained` caches the trained `kind` model of `cfg`: `data_dir()/models/<kind>-<hash>`"
     return data_dir()/'models'/model_key(cfg, kind)
 
 # %% ../nbs/13_stages.ipynb #dda612a2
 @contextlib.contextmanager
 def _publish_dir(final: Path):
-    "Yield a temporary folder beside `final`; on success rename it to `final` (a finished twin already there wins)."
+    "Yield a temporary folder beside `final`; on success rename it `final` (a finished twin wins)."
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.tmp_{final.name}_', dir=final.parent))
     try:
@@ -54,7 +56,8 @@ def _publish_dir(final: Path):
         except OSError: pass            # another process finished first: use its weights
     finally: shutil.rmtree(tmp, ignore_errors=True)
 
-def _train_cached(cfg: Config, kind: str, init: Callable | None, progress: bool) -> tuple[nn.Module, Path]:
+def _train_cached(cfg: Config, kind: str, init: Callable | None,
+                  progress: bool) -> tuple[nn.Module, Path]:
     from alta_nb.alta import build_model
     from alta_nb.data import study_dataloader
     final = model_dir(cfg, kind)
@@ -68,46 +71,52 @@ def _train_cached(cfg: Config, kind: str, init: Callable | None, progress: bool)
             tcfg = cfg.mrm_stage() if kind == 'mrm' else cfg
             res = fit(model, dl, tcfg, tmp/'run', progress=progress)
             save_weights(model, tmp/'model.safetensors')
-            (tmp/'config.json').write_text(json.dumps(dict(kind=kind, config=tcfg.to_dict(), final_train_loss=res['final_train_loss'],
-                                                           steps=res['steps']), indent=1))
-            shutil.rmtree(tmp/'run'/'checkpoints', ignore_errors=True)   # the final weights are enough
+            (tmp/'config.json').write_text(json.dumps(dict(
+                kind=kind, config=tcfg.to_dict(), final_train_loss=res['final_train_loss'],
+                steps=res['steps']), indent=1))
+            shutil.rmtree(tmp/'run'/'checkpoints', ignore_errors=True)   # final weights suffice
     load_weights(model, final/'model.safetensors')
     model.tokenizer = tok
     return model.eval(), final
 
 # %% ../nbs/13_stages.ipynb #bd8934bd
 def pretrained(cfg: Config, kind: str = 'alta', progress: bool = False, **overrides) -> nn.Module:
-    "A trained `kind` model for `cfg` (+ overrides): cached under `data_dir()/models`; MRM is pretrained first unless `cfg.mrm_checkpoint`."
+    """A trained `kind` model for `cfg` (+ overrides), cached under `data_dir()/models`; MRM is
+    pretrained first unless `cfg.mrm_checkpoint`."""
     cfg = cfg.replace(**overrides) if overrides else cfg
     if kind == 'mrm': return _train_cached(cfg.pretraining(), 'mrm', None, progress)[0]
     if kind in ('alta', 'alta_full'):
         if cfg.mrm_checkpoint:
             path = Path(cfg.mrm_checkpoint)
-            if not path.is_file(): raise FileNotFoundError(f"mrm_checkpoint {path} not found: put the official MRM.pth there or set mrm_checkpoint=''")
+            if not path.is_file(): raise FileNotFoundError(
+                f"mrm_checkpoint {path} not found: put the official MRM.pth there "
+                "or set mrm_checkpoint=''")
             init = lambda m: m.load_mrm_state(str(path))
         else:
             mrm = pretrained(cfg.replace(mrm_checkpoint=''), 'mrm', progress)
             def init(m):
                 sd = mrm.state_dict()
                 m.load_mrm_state(sd)
-                # No CXR-BERT on disk: the MRM model's report BERT (masked report modeling) + section matching on
-                # the same reports is the kit's stand-in for it (a frozen *random* text tower could not align anything).
+                # No CXR-BERT on disk: the MRM model's report BERT (masked report modeling) +
+                # section matching on the same reports is the kit's stand-in for it (a frozen
+                # *random* text tower could not align anything).
                 if not cfg.cxrbert_path: m.load_text_state(text_stand_in(cfg, sd, progress))
         return _train_cached(cfg, kind, init, progress)[0]
     return _train_cached(cfg, kind, None, progress)[0]
 
 # %% ../nbs/13_stages.ipynb #832b7638
 _SENTENCE_END = re.compile(r'(?<=[.!?])\s+')
-_NEGATION_RULES = ((re.compile(r'^there (is|are) no (.+)$', re.I), lambda m: f"There {m[1]} {m[2]}"),
-                   (re.compile(r'^no (.+)$', re.I), lambda m: m[1][:1].upper() + m[1][1:]),
-                   (re.compile(r'^there (is|are) (.+)$', re.I), lambda m: f"There {m[1]} no {m[2]}"))
+_NEGATION_RULES = (
+    (re.compile(r'^there (is|are) no (.+)$', re.I), lambda m: f"There {m[1]} {m[2]}"),
+    (re.compile(r'^no (.+)$', re.I), lambda m: m[1][:1].upper() + m[1][1:]),
+    (re.compile(r'^there (is|are) (.+)$', re.I), lambda m: f"There {m[1]} no {m[2]}"))
 
 def report_sentences(text: str) -> list[str]:
     "The sentences of a report section (split after . ! ?)."
     return [s for s in _SENTENCE_END.split((text or '').strip()) if s]
 
 def negate_sentence(sentence: str) -> str:
-    "`sentence` with its negation flipped: 'No X.' ↔ 'X.', 'There is no X' ↔ 'There is X', else 'No x…'."
+    "`sentence`, negation flipped: 'No X.' ↔ 'X.', 'There is no X' ↔ 'There is X', else 'No x…'."
     s = sentence.strip()
     if not s: raise ValueError("negate_sentence: expected a non-empty sentence, got ''")
     for pattern, flip in _NEGATION_RULES:
@@ -116,7 +125,7 @@ def negate_sentence(sentence: str) -> str:
 
 # %% ../nbs/13_stages.ipynb #99b6deb5
 def section_pairs(cfg: Config, split: str = 'train') -> list[tuple[str, str]]:
-    "(findings, impression) of every `split` study whose report has both sections: the pairs of CXR-BERT's RSM."
+    "(findings, impression) of each `split` study whose report has both: CXR-BERT's RSM pairs."
     from alta_nb.data import study_root, alta_table
     from alta_nb.mimic import extract_sections
     from alta_nb.synthcxr import report_relpath
@@ -124,30 +133,37 @@ def section_pairs(cfg: Config, split: str = 'train') -> list[tuple[str, str]]:
     pairs = []
     for r in alta_table(cfg, split).itertuples():
         p = root/report_relpath(r.subject_id, r.study_id)
-        if not p.is_file(): raise FileNotFoundError(f"{p}: report of study s{r.study_id} not found (section matching reads the report's sections)")
+        if not p.is_file(): raise FileNotFoundError(
+            f"{p}: report of study s{r.study_id} not found "
+            "(section matching reads the report's sections)")
         s = extract_sections(p.read_text(errors='replace'))
         if s['findings'] and s['impression']: pairs.append((s['findings'], s['impression']))
-    if len(pairs) < 2: raise ValueError(f"{root}: {len(pairs)} {split} report(s) with both FINDINGS and IMPRESSION; section matching needs at least 2")
+    if len(pairs) < 2: raise ValueError(
+        f"{root}: {len(pairs)} {split} report(s) with both FINDINGS and IMPRESSION; "
+        "section matching needs at least 2")
     return pairs
 
 # %% ../nbs/13_stages.ipynb #b4e2b7be
-def negation_loss(findings: torch.Tensor, sents: torch.Tensor, negated: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    "InfoNCE of findings i (B,d) against [sentences; their negations] (2B,d), the positive being sentence i (all L2-normalised)."
+def negation_loss(findings: torch.Tensor, sents: torch.Tensor, negated: torch.Tensor,
+                  logit_scale: torch.Tensor) -> torch.Tensor:
+    "InfoNCE of findings i (B,d) against [sentences; negations] (2B,d), positive sentence i (unit)."
     logits = logit_scale * findings @ torch.cat([sents, negated]).T
     return nn.functional.cross_entropy(logits, torch.arange(len(findings), device=logits.device))
 
 def rsm_pretrain(tower: nn.Module, tokenizer, pairs, cfg: Config, steps: int, batch_size: int = 32,
                  negation_weight: float = 1.0) -> list[float]:
-    "Train `tower` (BERT + [CLS] projection) for `steps` of findings↔impression InfoNCE + `negation_weight` × `negation_loss`."
+    "Train `tower` (BERT + [CLS] proj.) `steps` of findings↔impression InfoNCE + `negation_loss`."
     from alta_nb.losses import global_contrastive_loss
     from alta_nb.threads import AutoThreads
-    auto, n_threads = (None if cfg.threads else AutoThreads()), torch.get_num_threads()   # as `fit` (11)
+    auto, n_threads = (None if cfg.threads else AutoThreads()), torch.get_num_threads()   # as `fit`
     rng = random.Random(cfg.seed)
     params = list(tower.mlm.bert.parameters()) + list(tower.cls_projection_head.parameters())
     log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-    opt = torch.optim.AdamW([{'params': params, 'weight_decay': cfg.weight_decay}, {'params': [log_scale], 'weight_decay': 0.0}], lr=cfg.lr)
-    embed = lambda texts: tower.encode_text(**tokenizer(list(texts), truncation=True, max_length=cfg.max_text_len, padding=True,
-                                                        return_tensors='pt', return_token_type_ids=False))
+    opt = torch.optim.AdamW([{'params': params, 'weight_decay': cfg.weight_decay},
+                             {'params': [log_scale], 'weight_decay': 0.0}], lr=cfg.lr)
+    embed = lambda texts: tower.encode_text(**tokenizer(
+        list(texts), truncation=True, max_length=cfg.max_text_len, padding=True,
+        return_tensors='pt', return_token_type_ids=False))
     tower.train(); losses = []
     for step in range(steps):
         if auto: auto.start()
@@ -158,7 +174,8 @@ def rsm_pretrain(tower: nn.Module, tokenizer, pairs, cfg: Config, steps: int, ba
         loss = global_contrastive_loss(f, embed(i for _, i in batch), log_scale.exp())
         if negation_weight:
             sents = [rng.choice(report_sentences(i)) for _, i in batch]
-            loss = loss + negation_weight * negation_loss(f, embed(sents), embed(map(negate_sentence, sents)), log_scale.exp())
+            loss = loss + negation_weight * negation_loss(
+                f, embed(sents), embed(map(negate_sentence, sents)), log_scale.exp())
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         losses.append(loss.item())
         if auto: auto.stop()
@@ -167,23 +184,28 @@ def rsm_pretrain(tower: nn.Module, tokenizer, pairs, cfg: Config, steps: int, ba
 
 # %% ../nbs/13_stages.ipynb #0d92f7a5
 def text_stand_in(cfg: Config, mrm_state: dict | None = None, progress: bool = False) -> dict:
-    "State of the stand-in text tower (`mlm.*`, `cls_projection_head.*`): MRM's report BERT + `cfg.text_rsm_steps` of RSM, cached."
+    """State of the stand-in text tower (`mlm.*`, `cls_projection_head.*`): MRM's report BERT +
+    `cfg.text_rsm_steps` of RSM, cached."""
     from alta_nb.text import build_text_tower
     from alta_nb.data import get_tokenizer
-    cfg = cfg.pretraining()                      # a pretraining stage: its seed's corpus when one is shared
+    cfg = cfg.pretraining()                      # a pretraining stage: its seed's corpus if shared
     final = model_dir(cfg, 'text_rsm')
     cached = bool(cfg.text_rsm_steps) and (final/'model.safetensors').is_file()
     if mrm_state is None and not cached: mrm_state = pretrained(cfg, 'mrm', progress).state_dict()
     if not cfg.text_rsm_steps: return mrm_state
-    with seeded(cfg.seed):                       # its own stream: the caller's (an ALTA model's init) is left as it was
+    with seeded(cfg.seed):       # its own stream: the caller's (an ALTA model's init) stays as is
         tok = get_tokenizer(cfg)
         tower = build_text_tower(cfg, tok, adapters=False)
         if not cached:
-            res = tower.load_state_dict({k: v for k, v in mrm_state.items() if k.startswith('mlm.')}, strict=False)
-            if [k for k in res.missing_keys if k.startswith('mlm.')]: raise ValueError(f"MRM state lacks text keys {res.missing_keys[:3]}")
-            losses = rsm_pretrain(tower, tok, section_pairs(cfg), cfg, cfg.text_rsm_steps, negation_weight=cfg.text_negation_weight)
+            res = tower.load_state_dict(
+                {k: v for k, v in mrm_state.items() if k.startswith('mlm.')}, strict=False)
+            if [k for k in res.missing_keys if k.startswith('mlm.')]:
+                raise ValueError(f"MRM state lacks text keys {res.missing_keys[:3]}")
+            losses = rsm_pretrain(tower, tok, section_pairs(cfg), cfg, cfg.text_rsm_steps,
+                                  negation_weight=cfg.text_negation_weight)
             with _publish_dir(final) as tmp:
                 save_weights(tower, tmp/'model.safetensors')
-                write_history(tmp/'metrics.csv', [dict(step=i + 1, rsm_loss=l) for i, l in enumerate(losses)])
+                write_history(tmp/'metrics.csv',
+                              [dict(step=i + 1, rsm_loss=l) for i, l in enumerate(losses)])
     load_weights(tower, final/'model.safetensors')
     return tower.state_dict()

@@ -15,102 +15,154 @@ __all__ = ['TARGETS', 'EVIDENCE', 'OPS', 'BEGIN', 'END', 'read_run', 'lookup', '
 
 # %% ../nbs/97_status.ipynb #st0006
 TARGETS = [  # (what, stem, metric, op, bound): the teach profile's targets
-    ('MAE reconstruction of held-out images: masked MSE / patch-mean MSE', '05_mrm', 'mae_masked_mse_over_mean', 'le', 0.5),
-    ('ALTA image embeddings do not collapse: mean pairwise cosine', '18_ablations', 'abl_alta_multiview_img_emb_mean_cos_mean', 'le', 0.5),
-    ('ALTA text embeddings do not collapse: mean pairwise cosine', '18_ablations', 'abl_alta_multiview_txt_emb_mean_cos_mean', 'le', 0.5),
-    ('the stand-in text tower reads negation before alignment: cos("there is X", "there is no X")', '13_stages', 'standin_negation_cos', 'le', 0.5),
-    ('the aligned text tower still reads negation: the same cosine', '18_ablations', 'abl_alta_multiview_negation_cos_mean', 'le', 0.5),
-    ('ALTA RSNA accuracy above the all-positive rule: (mean − sd) − constant', '18_ablations', 'abl_alta_multiview_rsna_acc_margin', 'gt', 0),
-    ('ALTA RSNA F1 above the all-positive rule: (mean − sd) − constant', '18_ablations', 'abl_alta_multiview_rsna_f1_margin', 'gt', 0),
-    ('MRM features above random init beyond the spread, headline metrics (of 5)', '18_ablations', 'abl_mrm_over_random_held', 'ge', 5),
-    ('frontal+lateral above frontal-only on lateral-only findings, beyond the spread', '20_beyond', 'lateral_task_gap_beyond_spread', 'is', True),
-    ('with the prior above without on temporal change, beyond the spread', '20_beyond', 'temporal_change_gap_beyond_spread', 'is', True),
-    ("ALTA reaches CLIP's final txt2img P@10 at this fraction of CLIP's FLOPs (paper: < 1/5)", '18_ablations', 'alta_flops_to_match_clip_txt2img_p_at_10', 'lt', 0.2),
-    ("ALTA reaches CLIP's final zero-shot accuracy at this fraction of CLIP's FLOPs", '18_ablations', 'alta_flops_to_match_clip_zeroshot_chexpert_acc', 'lt', 0.2),
+    ('MAE reconstruction of held-out images: masked MSE / patch-mean MSE',
+     '05_mrm', 'mae_masked_mse_over_mean', 'le', 0.5),
+    ('ALTA image embeddings do not collapse: mean pairwise cosine',
+     '18_ablations', 'abl_alta_multiview_img_emb_mean_cos_mean', 'le', 0.5),
+    ('ALTA text embeddings do not collapse: mean pairwise cosine',
+     '18_ablations', 'abl_alta_multiview_txt_emb_mean_cos_mean', 'le', 0.5),
+    ('the stand-in text tower reads negation before alignment: cos("there is X", "there is no X")',
+     '13_stages', 'standin_negation_cos', 'le', 0.5),
+    ('the aligned text tower still reads negation: the same cosine',
+     '18_ablations', 'abl_alta_multiview_negation_cos_mean', 'le', 0.5),
+    ('ALTA RSNA accuracy above the all-positive rule: (mean − sd) − constant',
+     '18_ablations', 'abl_alta_multiview_rsna_acc_margin', 'gt', 0),
+    ('ALTA RSNA F1 above the all-positive rule: (mean − sd) − constant',
+     '18_ablations', 'abl_alta_multiview_rsna_f1_margin', 'gt', 0),
+    ('MRM features above random init beyond the spread, headline metrics (of 5)',
+     '18_ablations', 'abl_mrm_over_random_held', 'ge', 5),
+    ('frontal+lateral above frontal-only on lateral-only findings, beyond the spread',
+     '20_beyond', 'lateral_task_gap_beyond_spread', 'is', True),
+    ('with the prior above without on temporal change, beyond the spread',
+     '20_beyond', 'temporal_change_gap_beyond_spread', 'is', True),
+    ("ALTA reaches CLIP's final txt2img P@10 at this fraction of CLIP's FLOPs (paper: < 1/5)",
+     '18_ablations', 'alta_flops_to_match_clip_txt2img_p_at_10', 'lt', 0.2),
+    ("ALTA reaches CLIP's final zero-shot accuracy at this fraction of CLIP's FLOPs",
+     '18_ablations', 'alta_flops_to_match_clip_zeroshot_chexpert_acc', 'lt', 0.2),
     ('the whole run on 2 CPU cores, minutes', 'timings', 'total_min', 'le', 45),
 ]
 
 # %% ../nbs/97_status.ipynb #evidcd01
 _A = 'abl_alta_multiview'   # the headline model's prefix in 18's metrics
 EVIDENCE = {  # target metric: [(label, stem, metric)] — the run's numbers that say why
-    'mae_masked_mse_over_mean': [('oracle (truth at encoder resolution)', '05_mrm', 'mae_oracle_input_res'),
-                                 ('fall over the last scored epochs', '05_mrm', 'mae_curve_last_drop')],
-    f'{_A}_img_emb_mean_cos_mean': [('before the head', '18_ablations', f'{_A}_img_feat_mean_cos_mean'),
-                                   ('random-init tower before the head', '18_ablations', 'abl_random_init_img_feat_mean_cos_mean'),
-                                   ('logit_scale (init 1/0.07)', '18_ablations', f'{_A}_logit_scale_mean'),
-                                   ('MRM tower [CLS], held-out, before alignment', '05_mrm', 'mrm_cls_mean_cos'),
-                                   ('its patch-token mean', '05_mrm', 'mrm_patch_mean_cos'),
-                                   ('official head, validation images (choice seed)', '18_ablations', 'val_img_emb_cos_head_init_default'),
-                                   ('BatchNorm head, the same', '18_ablations', 'val_img_emb_cos_head_init_batchnorm'),
-                                   ("its validation MRR gain over the official head", '18_ablations', 'val_mrr_gain_head_init_batchnorm'),
-                                   ('SE of that gain', '18_ablations', 'val_mrr_gain_se_head_init_batchnorm')],
-    f'{_A}_txt_emb_mean_cos_mean': [('CLIP from scratch', '18_ablations', 'abl_clip_scratch_txt_emb_mean_cos_mean'),
-                                   ("the 5x200 reports' own likeness: TF-IDF mean cosine", '16_eval_zeroshot', 'alta_multiview_txt_lexical_mean_cos')],
-    f'{_A}_negation_cos_mean': [('the stand-in before alignment', '13_stages', 'standin_negation_cos'),
-                               ('aligned, stand-in frozen (choice seed)', '18_ablations', 'val_negation_cos_train_text_False'),
-                               ('aligned, stand-in trained whole (choice seed)', '18_ablations', 'val_negation_cos_train_text_True'),
-                               ('CLIP from scratch', '18_ablations', 'abl_clip_scratch_negation_cos_mean')],
-    **{f'alta_flops_to_match_clip_{m}': [('seeds that reach it', '18_ablations', f'alta_flops_to_match_clip_{m}_seeds_reached')]
+    'mae_masked_mse_over_mean': [
+        ('oracle (truth at encoder resolution)', '05_mrm', 'mae_oracle_input_res'),
+        ('fall over the last scored epochs', '05_mrm', 'mae_curve_last_drop')],
+    f'{_A}_img_emb_mean_cos_mean': [
+        ('before the head', '18_ablations', f'{_A}_img_feat_mean_cos_mean'),
+        ('random-init tower before the head',
+         '18_ablations', 'abl_random_init_img_feat_mean_cos_mean'),
+        ('logit_scale (init 1/0.07)', '18_ablations', f'{_A}_logit_scale_mean'),
+        ('MRM tower [CLS], held-out, before alignment', '05_mrm', 'mrm_cls_mean_cos'),
+        ('its patch-token mean', '05_mrm', 'mrm_patch_mean_cos'),
+        ('official head, validation images (choice seed)',
+         '18_ablations', 'val_img_emb_cos_head_init_default'),
+        ('BatchNorm head, the same', '18_ablations', 'val_img_emb_cos_head_init_batchnorm'),
+        ("its validation MRR gain over the official head",
+         '18_ablations', 'val_mrr_gain_head_init_batchnorm'),
+        ('SE of that gain', '18_ablations', 'val_mrr_gain_se_head_init_batchnorm')],
+    f'{_A}_txt_emb_mean_cos_mean': [
+        ('CLIP from scratch', '18_ablations', 'abl_clip_scratch_txt_emb_mean_cos_mean'),
+        ("the 5x200 reports' own likeness: TF-IDF mean cosine",
+         '16_eval_zeroshot', 'alta_multiview_txt_lexical_mean_cos')],
+    f'{_A}_negation_cos_mean': [
+        ('the stand-in before alignment', '13_stages', 'standin_negation_cos'),
+        ('aligned, stand-in frozen (choice seed)',
+         '18_ablations', 'val_negation_cos_train_text_False'),
+        ('aligned, stand-in trained whole (choice seed)',
+         '18_ablations', 'val_negation_cos_train_text_True'),
+        ('CLIP from scratch', '18_ablations', 'abl_clip_scratch_negation_cos_mean')],
+    **{f'alta_flops_to_match_clip_{m}': [
+        ('seeds that reach it', '18_ablations', f'alta_flops_to_match_clip_{m}_seeds_reached')]
        for m in ('txt2img_p_at_10', 'zeroshot_chexpert_acc')},
 }
 
 # %% ../nbs/97_status.ipynb #6dbbcd58
-def _trace(task, model, masked, view):   # 20's signal trace: out-of-fold linear probes per stage, and the reports scored by the prompts
-    stages = (('probe_slots', f'linear probe of the [CLS] slots with {view}'), ('probe_slots', 'masked'),
-              ('probe_pooled', 'of the mean-fused study feature with it'), ('probe_pooled', 'masked'),
+# 20's signal trace: out-of-fold linear probes per stage, and the reports scored by the prompts
+def _trace(task, model, masked, view):
+    stages = (('probe_slots', f'linear probe of the [CLS] slots with {view}'),
+              ('probe_slots', 'masked'),
+              ('probe_pooled', 'of the mean-fused study feature with it'),
+              ('probe_pooled', 'masked'),
               ('text_side', 'reports scored by the prompts (text side)'))
-    return [(what, '20_beyond', f"{task}_{st}_{model}{'_' + masked if what == 'masked' else ''}_mean") for st, what in stages]
+    return [(what, '20_beyond',
+             f"{task}_{st}_{model}{'_' + masked if what == 'masked' else ''}_mean")
+            for st, what in stages]
 
-EVIDENCE |= {  # the decision-rule and beyond-the-paper targets
-    **{f'{_A}_rsna_{m}_margin': [('mean', '18_ablations', f'{_A}_rsna_{m}_mean'), ('sd', '18_ablations', f'{_A}_rsna_{m}_sd'),
-                                ('all-positive rule', '18_ablations', f'{_A}_rsna_all_pos_{m}_mean'),
-                                ('AUROC (at or below 0.5 no threshold beats calling all positive)', '18_ablations', f'{_A}_rsna_auroc_mean'),
-                                ('prompt gap on normal impressions (seed 0)', '16_eval_zeroshot', 'alta_multiview_rsna_prompt_gap_normal'),
-                                ('on consolidation findings', '16_eval_zeroshot', 'alta_multiview_rsna_prompt_gap_consolidation'),
-                                ('prompts chosen on validation', '18_ablations', 'chosen_rsna_prompts'),
-                                *[(f'validation AUROC, {o} prompts', '18_ablations', f'val_rsna_auroc_{o}') for o in ('official', 'finding', 'impression')],
-                                ('impression gain', '18_ablations', 'val_rsna_gain_impression'),
-                                ('its SE', '18_ablations', 'val_rsna_gain_se_impression')] for m in ('acc', 'f1')},
-    'abl_mrm_over_random_held': [('text tasks at chance (0.2; MRM aligns no text): mrm_features img2txt', '18_ablations', 'abl_mrm_features_img2txt_p_at_10_mean'),
-                                 ('its zero-shot', '18_ablations', 'abl_mrm_features_zeroshot_chexpert_acc_mean'),
-                                 ('random_init img2txt', '18_ablations', 'abl_random_init_img2txt_p_at_10_mean'),
-                                 ('its zero-shot', '18_ablations', 'abl_random_init_zeroshot_chexpert_acc_mean')],
-    'lateral_task_gap_beyond_spread': [('gap', '20_beyond', 'lateral_task_gap_headline'),
-                                       ('sd seen', '20_beyond', 'lateral_task_acc_alta_frontal_lateral_sd'),
-                                       ('sd masked', '20_beyond', 'lateral_task_acc_alta_frontal_lateral_lateral_masked_sd'),
-                                       ('frontal+lateral balanced accuracy (chance 0.5)', '20_beyond', 'lateral_task_acc_alta_frontal_lateral_mean'),
-                                       ('yet the pixels carry it: a linear probe of retrocardiac opacity on lateral thumbnails, AUROC', '01_synthcxr', 'probe_retrocardiac_from_lateral'),
-                                       ('on frontal ones', '01_synthcxr', 'probe_retrocardiac_from_frontal'),
-                                       *_trace('lateral_task', 'alta_frontal_lateral', 'lateral_masked', 'the lateral')],
-    'temporal_change_gap_beyond_spread': [('gap', '20_beyond', 'temporal_change_gap_headline'),
-                                          ('sd seen', '20_beyond', 'temporal_change_acc_alta_multiview_sd'),
-                                          ('sd masked', '20_beyond', 'temporal_change_acc_alta_multiview_prior_masked_sd'),
-                                          ('with the prior, balanced accuracy (chance 1/3)', '20_beyond', 'temporal_change_acc_alta_multiview_mean'),
-                                          ('AUROC', '20_beyond', 'temporal_change_auroc_alta_multiview_mean'),
-                                          *_trace('temporal_change', 'alta_multiview', 'prior_masked', 'the prior')],
+# %% ../nbs/97_status.ipynb #0ce50234
+EVIDENCE |= {  # the decision-rule targets
+    **{f'{_A}_rsna_{m}_margin': [
+        ('mean', '18_ablations', f'{_A}_rsna_{m}_mean'),
+        ('sd', '18_ablations', f'{_A}_rsna_{m}_sd'),
+        ('all-positive rule', '18_ablations', f'{_A}_rsna_all_pos_{m}_mean'),
+        ('AUROC (at or below 0.5 no threshold beats calling all positive)',
+         '18_ablations', f'{_A}_rsna_auroc_mean'),
+        ('prompt gap on normal impressions (seed 0)',
+         '16_eval_zeroshot', 'alta_multiview_rsna_prompt_gap_normal'),
+        ('on consolidation findings',
+         '16_eval_zeroshot', 'alta_multiview_rsna_prompt_gap_consolidation'),
+        ('prompts chosen on validation', '18_ablations', 'chosen_rsna_prompts'),
+        *[(f'validation AUROC, {o} prompts', '18_ablations', f'val_rsna_auroc_{o}')
+          for o in ('official', 'finding', 'impression')],
+        ('impression gain', '18_ablations', 'val_rsna_gain_impression'),
+        ('its SE', '18_ablations', 'val_rsna_gain_se_impression')] for m in ('acc', 'f1')},
+    'abl_mrm_over_random_held': [
+        ('text tasks at chance (0.2; MRM aligns no text): mrm_features img2txt',
+         '18_ablations', 'abl_mrm_features_img2txt_p_at_10_mean'),
+        ('its zero-shot', '18_ablations', 'abl_mrm_features_zeroshot_chexpert_acc_mean'),
+        ('random_init img2txt', '18_ablations', 'abl_random_init_img2txt_p_at_10_mean'),
+        ('its zero-shot', '18_ablations', 'abl_random_init_zeroshot_chexpert_acc_mean')],
+}
+
+# %% ../nbs/97_status.ipynb #a926fa47
+EVIDENCE |= {  # the beyond-the-paper targets
+    'lateral_task_gap_beyond_spread': [
+        ('gap', '20_beyond', 'lateral_task_gap_headline'),
+        ('sd seen', '20_beyond', 'lateral_task_acc_alta_frontal_lateral_sd'),
+        ('sd masked', '20_beyond', 'lateral_task_acc_alta_frontal_lateral_lateral_masked_sd'),
+        ('frontal+lateral balanced accuracy (chance 0.5)',
+         '20_beyond', 'lateral_task_acc_alta_frontal_lateral_mean'),
+        ('yet the pixels carry it: a linear probe of retrocardiac opacity on lateral thumbnails, '
+         'AUROC', '01_synthcxr', 'probe_retrocardiac_from_lateral'),
+        ('on frontal ones', '01_synthcxr', 'probe_retrocardiac_from_frontal'),
+        *_trace('lateral_task', 'alta_frontal_lateral', 'lateral_masked', 'the lateral')],
+    'temporal_change_gap_beyond_spread': [
+        ('gap', '20_beyond', 'temporal_change_gap_headline'),
+        ('sd seen', '20_beyond', 'temporal_change_acc_alta_multiview_sd'),
+        ('sd masked', '20_beyond', 'temporal_change_acc_alta_multiview_prior_masked_sd'),
+        ('with the prior, balanced accuracy (chance 1/3)',
+         '20_beyond', 'temporal_change_acc_alta_multiview_mean'),
+        ('AUROC', '20_beyond', 'temporal_change_auroc_alta_multiview_mean'),
+        *_trace('temporal_change', 'alta_multiview', 'prior_masked', 'the prior')],
 }
 
 
 # %% ../nbs/97_status.ipynb #d5143073
-OPS = {'le': ('≤', lambda v, b: v <= b), 'lt': ('<', lambda v, b: v < b), 'ge': ('≥', lambda v, b: v >= b),
-       'gt': ('>', lambda v, b: v > b), 'is': ('is', lambda v, b: v is b)}
-BEGIN, END = '<!-- status:{profile} generated by `alta-nb status --profile {profile}`: do not edit by hand -->', '<!-- /status:{profile} -->'
+OPS = {'le': ('≤', lambda v, b: v <= b), 'lt': ('<', lambda v, b: v < b),
+       'ge': ('≥', lambda v, b: v >= b), 'gt': ('>', lambda v, b: v > b),
+       'is': ('is', lambda v, b: v is b)}
+BEGIN, END = ('<!-- status:{profile} generated by `alta-nb status --profile {profile}`: '
+              'do not edit by hand -->', '<!-- /status:{profile} -->')
 
 # %% ../nbs/97_status.ipynb #st0007
 def read_run(fig_dir) -> tuple[dict, dict]:
     "`metrics.json` and `timings.json` that `reproduce` copied into a figures folder."
     m, t = Path(fig_dir)/'metrics.json', Path(fig_dir)/'timings.json'
-    if not m.exists(): raise FileNotFoundError(f"{m} not found: run `alta-nb reproduce --profile <profile>` first (it copies metrics.json there)")
+    if not m.exists(): raise FileNotFoundError(f"{m} not found: run `alta-nb reproduce --profile "
+                                               "<profile>` first (it copies metrics.json there)")
     return json.loads(m.read_text()), (json.loads(t.read_text()) if t.exists() else {})
 
 def lookup(metrics: dict, timings: dict, stem: str, key: str):
-    "One number of a run: `metrics[stem][key]`, or from the timings (`total_min`: the run's minutes); None when absent."
-    if stem == 'timings': return timings['total'] / 60 if key == 'total_min' and 'total' in timings else timings.get(key)
+    "`metrics[stem][key]`, or a timing (`total_min`: the run's minutes); None when absent."
+    if stem == 'timings':
+        return (timings['total'] / 60 if key == 'total_min' and 'total' in timings
+                else timings.get(key))
     return metrics.get(stem, {}).get(key)
 
 def _cell(v) -> str:
     if isinstance(v, bool) or v is None: return {True: 'yes', False: 'no', None: 'not measured'}[v]
-    if isinstance(v, float): return 'nan' if math.isnan(v) else f'{v:.3f}' if abs(v) < 100 else f'{v:.0f}'
+    if isinstance(v, float):
+        return 'nan' if math.isnan(v) else f'{v:.3f}' if abs(v) < 100 else f'{v:.0f}'
     return str(v)
 
 def evidence(metrics: dict, key: str, table=None) -> str:
@@ -119,18 +171,21 @@ def evidence(metrics: dict, key: str, table=None) -> str:
     return '; '.join(f'{lab} {_cell(v)}' for lab, v in got if v is not None)
 
 def target_rows(metrics: dict, timings: dict, targets=TARGETS) -> pd.DataFrame:
-    "One row per target: the run's value, whether it meets the bound (None: not measured), the evidence beside it."
+    "One row per target: its value, whether it meets the bound (None: not measured), its evidence."
     rows = []
     for what, stem, key, op, bound in targets:
         v = lookup(metrics, timings, stem, key)
-        bad = v is None or (isinstance(v, bool) != isinstance(bound, bool)) or (isinstance(v, float) and math.isnan(v))
-        rows.append(dict(target=what, metric=f'{stem}.{key}', value=None if bad else v, bound=f'{OPS[op][0]} {bound}',
-                         met=None if bad else bool(OPS[op][1](v, bound)), evidence=evidence(metrics, key)))
+        bad = (v is None or (isinstance(v, bool) != isinstance(bound, bool))
+               or (isinstance(v, float) and math.isnan(v)))
+        rows.append(dict(target=what, metric=f'{stem}.{key}', value=None if bad else v,
+                         bound=f'{OPS[op][0]} {bound}',
+                         met=None if bad else bool(OPS[op][1](v, bound)),
+                         evidence=evidence(metrics, key)))
     return pd.DataFrame(rows)
 
 # %% ../nbs/97_status.ipynb #st0010
 def claim_rows(fig_dir) -> pd.DataFrame:
-    "`18_ablations.verdicts` of the run's per-seed frames: the ablations, and the two benchmarks of `20_beyond` (empty without them)."
+    "`verdicts` of the run's per-seed frames: the ablations and `20_beyond`'s two benchmarks."
     from alta_nb.ablations import verdicts
     out = []
     f = Path(fig_dir)/'18_ablations-ablation_bars.csv'
@@ -138,43 +193,55 @@ def claim_rows(fig_dir) -> pd.DataFrame:
     f = Path(fig_dir)/'20_beyond-beyond_bars.csv'
     if f.exists():
         from alta_nb.beyond import HEADLINE_PAIRS
-        pairs = [*HEADLINE_PAIRS.values(), ('alta_frontal_lateral', 'alta_frontal'), ('alta_multiview', 'alta_frontal_lateral_no_prior')]
+        pairs = [*HEADLINE_PAIRS.values(), ('alta_frontal_lateral', 'alta_frontal'),
+                 ('alta_multiview', 'alta_frontal_lateral_no_prior')]
         out.append(verdicts(pd.read_csv(f), pairs, ['lateral_task_acc', 'temporal_change_acc']))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 def md_table(df: pd.DataFrame, cols) -> list[str]:
     "A markdown table of `df[cols]` (floats to 3 decimals)."
     if df.empty: return ['(none)']
-    return ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)] + ['| ' + ' | '.join(_cell(r[c]) for c in cols) + ' |' for _, r in df.iterrows()]
+    return (['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
+            + ['| ' + ' | '.join(_cell(r[c]) for c in cols) + ' |' for _, r in df.iterrows()])
 
 # %% ../nbs/97_status.ipynb #st0011
 def status_markdown(fig_dir, profile: str = 'teach') -> str:
-    "The README block of the run whose files are in `fig_dir`: what holds, what does not, the targets."
-    if not (Path(fig_dir)/'metrics.json').exists():   # no run of this code committed: say so, and nothing else
-        return '\n'.join([BEGIN.format(profile=profile), '', f"No `{profile}` run of the current code is committed: `figures/{profile}/` has no "
-                          f"`metrics.json` (any figures there are from an earlier run of older code). Run `make reproduce PROFILE={profile}`, "
-                          f"then `alta-nb status --profile {profile}`.", '', END.format(profile=profile)])
+    "The README block of the run in `fig_dir`: what holds, what does not, the targets."
+    if not (Path(fig_dir)/'metrics.json').exists():   # no run committed: say so, nothing else
+        return '\n'.join([BEGIN.format(profile=profile), '', f"No `{profile}` run of the current "
+            f"code is committed: `figures/{profile}/` has no `metrics.json` (any figures there are "
+            f"from an earlier run of older code). Run `make reproduce PROFILE={profile}`, then "
+            f"`alta-nb status --profile {profile}`.", '', END.format(profile=profile)])
     metrics, timings = read_run(fig_dir)
     abl, v = metrics.get('18_ablations', {}), claim_rows(fig_dir)
     minutes = lookup(metrics, timings, 'timings', 'total_min')
-    head = (f"From `figures/{profile}/`: {abl.get('abl_seeds', '?')} reported seeds (settings chosen on the validation split at seed "
-            f"{abl.get('val_choice_seed', '?')}, never reported), the whole run {'?' if minutes is None else f'{minutes:.1f}'} minutes. A gap \"holds\" when the mean "
-            "difference exceeds the two seed spreads added; `sign_test_p` is the paired sign test's p when every seed agrees in sign (1.0 otherwise).")
+    head = (f"From `figures/{profile}/`: {abl.get('abl_seeds', '?')} reported seeds (settings "
+            f"chosen on the validation split at seed {abl.get('val_choice_seed', '?')}, never "
+            f"reported), the whole run {'?' if minutes is None else f'{minutes:.1f}'} minutes. "
+            "A gap \"holds\" when the mean difference exceeds the two seed spreads added; "
+            "`sign_test_p` is the paired sign test's p when every seed agrees in sign "
+            "(1.0 otherwise).")
     slow = sorted(((v, k) for k, v in timings.items() if k != 'total'), reverse=True)[:3]
-    if slow: head += ' Slowest notebooks: ' + ', '.join(f'`{k}` {v / 60:.1f} min' for v, k in slow) + '.'
+    if slow: head += ' Slowest notebooks: ' + ', '.join(
+        f'`{k}` {v / 60:.1f} min' for v, k in slow) + '.'
     chosen = {k[len('chosen_'):]: o for k, o in abl.items() if k.startswith('chosen_')}
-    if chosen: head += ' Chosen on validation: ' + ', '.join(
-        f'`{k} = {o}`' + (f' (the profile {"agrees" if abl[f"profile_agrees_{k}"] else "differs"})' if f'profile_agrees_{k}' in abl
-                          else ' (set for every reported seed)') for k, o in chosen.items()) + '.'
-    if 'val_curve_best_epoch' in abl: head += (f" How long to align: the chosen model's validation MRR peaks at epoch {abl['val_curve_best_epoch']} "
-                                               f"({abl['val_curve_best_mrr']:.3f}; {abl['val_curve_last_mrr']:.3f} at the last).")
+    if chosen: head += ' Chosen on validation: ' + ', '.join(f'`{k} = {o}`' + (f' (the profile '
+        f'{"agrees" if abl[f"profile_agrees_{k}"] else "differs"})' if f'profile_agrees_{k}' in abl
+        else ' (set for every reported seed)') for k, o in chosen.items()) + '.'
+    if 'val_curve_best_epoch' in abl: head += (f" How long to align: the chosen model's validation "
+        f"MRR peaks at epoch {abl['val_curve_best_epoch']} ({abl['val_curve_best_mrr']:.3f}; "
+        f"{abl['val_curve_last_mrr']:.3f} at the last).")
     cols = ['metric', 'a', 'b', 'diff', 'sd_a', 'sd_b', 'same_sign_every_seed', 'sign_test_p']
     held, t = (v[v.beyond_spread] if len(v) else v), target_rows(metrics, timings)
-    lead = (f"**{int((t.met == True).sum())} of {len(t)} targets met**: " + (', '.join(f'`{m.split(".")[-1]}`' for m in t.metric[t.met == True]) or 'none')
-            + '. **Not met**: ' + (', '.join(f'`{m.split(".")[-1]}`' for m in t.metric[t.met != True]) or 'none') + ' (the last table: values, and the evidence of why).')
-    out = [BEGIN.format(profile=profile), '', lead, '', head, '', '**Holds beyond the seed spread**', '', *md_table(held, cols), '',
-           '**Does not hold** (within the seed spread)', '', *md_table(v[~v.beyond_spread] if len(v) else v, cols), '',
-           '**Targets**', '', *md_table(t, ['target', 'metric', 'value', 'bound', 'met', 'evidence']), '',
+    lead = (f"**{int((t.met == True).sum())} of {len(t)} targets met**: " + (', '.join(
+        f'`{m.split(".")[-1]}`' for m in t.metric[t.met == True]) or 'none') + '. **Not met**: ' + (
+        ', '.join(f'`{m.split(".")[-1]}`' for m in t.metric[t.met != True]) or 'none')
+        + ' (the last table: values, and the evidence of why).')
+    out = [BEGIN.format(profile=profile), '', lead, '', head, '',
+           '**Holds beyond the seed spread**', '', *md_table(held, cols), '',
+           '**Does not hold** (within the seed spread)', '',
+           *md_table(v[~v.beyond_spread] if len(v) else v, cols), '', '**Targets**', '',
+           *md_table(t, ['target', 'metric', 'value', 'bound', 'met', 'evidence']), '',
            END.format(profile=profile)]
     return '\n'.join(out)
 
@@ -183,7 +250,9 @@ def update_readme(readme, block: str, profile: str = 'teach') -> bool:
     "Put `block` between the status markers of `readme`; True when the file changed."
     readme = Path(readme); text = readme.read_text()
     b, e = BEGIN.format(profile=profile), END.format(profile=profile)
-    if b not in text or e not in text: raise ValueError(f"{readme}: no status markers for {profile!r}; add the lines {b!r} and {e!r} where the block goes")
+    if b not in text or e not in text:
+        raise ValueError(f"{readme}: no status markers for {profile!r}; "
+                         f"add the lines {b!r} and {e!r} where the block goes")
     new = text[:text.index(b)] + block + text[text.index(e) + len(e):]
     if new == text: return False
     with atomic_write(readme) as f: f.write(new)
@@ -191,21 +260,27 @@ def update_readme(readme, block: str, profile: str = 'teach') -> bool:
 
 def readme_block(readme, profile: str = 'teach') -> str | None:
     "The status block now in `readme` (None when it has none)."
-    text, b, e = Path(readme).read_text(), BEGIN.format(profile=profile), END.format(profile=profile)
+    text, b, e = (Path(readme).read_text(), BEGIN.format(profile=profile),
+                  END.format(profile=profile))
     return text[text.index(b):text.index(e) + len(e)] if b in text and e in text else None
 
 # %% ../nbs/97_status.ipynb #st0018
 def main_status(argv=None) -> int:
     "`alta-nb status [--profile P] [--check]`."
-    ap = argparse.ArgumentParser('alta-nb status', description="write the README's status block from figures/<profile>/")
+    ap = argparse.ArgumentParser(
+        'alta-nb status', description="write the README's status block from figures/<profile>/")
     ap.add_argument('--profile', default='teach'); ap.add_argument('--check', action='store_true')
     a = ap.parse_args(argv)
     root = repo_root()
     try: block = status_markdown(root/'figures'/a.profile, a.profile)
-    except (FileNotFoundError, ValueError) as e: print(f'alta-nb status: {e}', file=sys.stderr); return 1
+    except (FileNotFoundError, ValueError) as e:
+        print(f'alta-nb status: {e}', file=sys.stderr); return 1
     if a.check:
         same = readme_block(root/'README.md', a.profile) == block
-        print('README status block is current' if same else f'README status block differs from figures/{a.profile}/: run `alta-nb status --profile {a.profile}`')
+        print('README status block is current' if same else
+              f'README status block differs from figures/{a.profile}/: '
+              f'run `alta-nb status --profile {a.profile}`')
         return 0 if same else 1
-    print('README updated' if update_readme(root/'README.md', block, a.profile) else 'README unchanged')
+    print('README updated' if update_readme(root/'README.md', block, a.profile)
+          else 'README unchanged')
     return 0

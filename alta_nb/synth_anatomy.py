@@ -19,7 +19,7 @@ def _grid(h: int, w: int):
     return np.broadcast_to(x[None, :], (h, w)), np.broadcast_to(y[:, None], (h, w))
 
 def _blob(img, cx, cy, rx, ry, amp, soft=0.35, theta=0.0, mode='add', within=None):
-    "Add (or `mode='set'` blend towards) `amp` inside a soft ellipse; only its bounding box is computed."
+    "Add (or `mode='set'` blend towards) `amp` inside a soft ellipse, computed on its bounding box."
     h, w = img.shape
     r = max(rx, ry) * (1 + soft)
     x0, x1 = max(int((cx - r) * w), 0), min(int((cx + r) * w) + 2, w)
@@ -40,15 +40,16 @@ def _blob(img, cx, cy, rx, ry, amp, soft=0.35, theta=0.0, mode='add', within=Non
 def _lung_masks(h, w, p):
     X, Y = _grid(h, w)
     out = []
-    for cx, rx, dome in ((0.5 - p['lung_dx'], p['lung_rx'], p['dome_r']), (0.5 + p['lung_dx'], p['lung_rx'] * .95, p['dome_l'])):
+    for cx, rx, dome in ((0.5 - p['lung_dx'], p['lung_rx'], p['dome_r']),
+                         (0.5 + p['lung_dx'], p['lung_rx'] * .95, p['dome_l'])):
         m = np.zeros((h, w), np.float32); _blob(m, cx, 0.46, rx, 0.33, 1.0, soft=0.12)
-        floor = dome + 0.05 * ((X - cx) / rx) ** 2          # domes curve down towards the costophrenic angles
+        floor = dome + 0.05 * ((X - cx) / rx) ** 2   # domes curve down to the costophrenic angles
         m *= np.clip((floor - Y) * 40, 0, 1)
         out.append(m)
     return out
 
 def _frontal_body(h, w, state, p):
-    "The normal frontal anatomy (heart sized by `state`'s cardiomegaly): the image, both lung masks and their sum."
+    "Normal frontal anatomy (heart sized by cardiomegaly): the image, both lung masks, their sum."
     X, Y = _grid(h, w)
     ap = p['view'] == 'AP'
     img = np.full((h, w), 0.04, np.float32)
@@ -59,11 +60,13 @@ def _frontal_body(h, w, state, p):
     ribs = 0.5 + 0.5 * np.cos(2 * np.pi * (Y - 0.12 - 0.14 * (2 * X - 1) ** 2) / p['rib_gap'])
     img += 0.09 * np.clip((ribs - 0.55) * 4, 0, 1) * np.clip(lungs * 2, 0, 1)
     for side in (-1, 1):                                                  # clavicles
-        _blob(img, 0.5 + side * 0.2, 0.16 - (0.03 if ap else 0), 0.17, 0.022, 0.18, soft=0.5, theta=side * 0.25)
-    _blob(img, 0.5, 0.36, 0.07, 0.36, 0.5, soft=0.3, mode='set')          # mediastinum hides the lungs behind it
+        _blob(img, 0.5 + side * 0.2, 0.16 - (0.03 if ap else 0), 0.17, 0.022, 0.18, soft=0.5,
+              theta=side * 0.25)
+    _blob(img, 0.5, 0.36, 0.07, 0.36, 0.5, soft=0.3, mode='set')          # mediastinum, opaque
     heart_scale = p['heart'] * (1.12 if ap else 1.0) * (1.0 + 0.2 * state['cardiomegaly'][0])
-    _blob(img, 0.535, 0.6, 0.14 * heart_scale, 0.12 * min(heart_scale, 1.25), 0.55, soft=0.15, mode='set')
-    _blob(img, 0.5, 0.5, 0.028, 0.5, 0.12, soft=0.3)                      # spine, seen through the heart
+    _blob(img, 0.535, 0.6, 0.14 * heart_scale, 0.12 * min(heart_scale, 1.25), 0.55, soft=0.15,
+          mode='set')
+    _blob(img, 0.5, 0.5, 0.028, 0.5, 0.12, soft=0.3)                      # spine, through heart
     return img, lr, ll, lungs
 
 # %% ../nbs/01_synthcxr.ipynb #2b179fdc
@@ -75,7 +78,7 @@ def _frontal_fluid(img, state, p, lr, ll, lungs):
         for cx, m, s in ((0.5 - p['lung_dx'], lr, 'right'), (0.5 + p['lung_dx'], ll, 'left')):
             if where in (s, 'bilateral'):
                 level = p['dome_r' if s == 'right' else 'dome_l'] - 0.2
-                meniscus = level - 0.1 * np.abs(X - cx) / p['lung_rx']     # higher laterally: the meniscus sign
+                meniscus = level - 0.1 * np.abs(X - cx) / p['lung_rx']  # higher laterally: meniscus
                 img += 0.34 * m * np.clip((Y - meniscus) * 25, 0, 1)
     sev, where = state['consolidation']
     if sev and where != 'retrocardiac':
@@ -95,11 +98,13 @@ def _frontal_other(img, state, p, lr, ll, lungs):
     if sev:
         m, cx = (lr, 0.5 - p['lung_dx']) if where == 'right' else (ll, 0.5 + p['lung_dx'])
         out = np.sign(X - cx) * (1 if where == 'left' else -1)
-        edge = np.clip(((X - cx) * (1 if where == 'left' else -1) - (0.1 - 0.05 * sev)) * 30 + (0.45 - Y) * (6 + 4 * sev), 0, 1)
+        edge = np.clip(((X - cx) * (1 if where == 'left' else -1) - (0.1 - 0.05 * sev)) * 30
+                       + (0.45 - Y) * (6 + 4 * sev), 0, 1)
         img -= (0.12 + 0.05 * sev) * m * edge * (out > 0)                  # no lung markings, dark
     sev, where = state['nodule']
     if sev:
-        _blob(img, 0.5 + (-1 if where == 'right' else 1) * (p['lung_dx'] + 0.02), 0.4, 0.035 + 0.012 * sev, 0.035 + 0.012 * sev, 0.35, soft=0.3)
+        _blob(img, 0.5 + (-1 if where == 'right' else 1) * (p['lung_dx'] + 0.02), 0.4,
+              0.035 + 0.012 * sev, 0.035 + 0.012 * sev, 0.35, soft=0.3)
     sev, where = state['atelectasis']
     if sev:
         cx = 0.5 - p['lung_dx'] if where == 'right' else 0.5 + p['lung_dx']
@@ -107,10 +112,10 @@ def _frontal_other(img, state, p, lr, ll, lungs):
     sev, where = state['fracture']
     if sev:
         cx = 0.5 + (-1 if where == 'right' else 1) * (p['lung_dx'] + p['lung_rx'] * 0.8)
-        _blob(img, cx, 0.4, 0.04, 0.012, 0.45, soft=0.3, theta=0.8)        # displaced rib fragment with callus
+        _blob(img, cx, 0.4, 0.04, 0.012, 0.45, soft=0.3, theta=0.8)  # displaced rib, callus
     if state['devices'][0]:
         _blob(img, 0.49, 0.17, 0.006 + 0.5 / w, 0.17, 0.6, soft=0.2)      # endotracheal tube
-        if state['devices'][0] == 2:                                     # pacemaker generator and lead
+        if state['devices'][0] == 2:                                   # pacemaker and lead
             _blob(img, 0.76, 0.2, 0.06, 0.04, 0.6, soft=0.15)
             _blob(img, 0.64, 0.42, 0.006 + 0.5 / w, 0.2, 0.55, soft=0.2, theta=-0.5)
 
@@ -123,9 +128,9 @@ def _expose(img, p, rng):
     return np.clip(img, 0, 1)
 
 def draw_frontal(h: int, w: int, state: dict, p: dict, rng) -> np.ndarray:
-    "A frontal (PA/AP) radiograph in [0,1] with `state`'s findings; `p` = subject/study anatomy parameters."
+    "A frontal (PA/AP) radiograph in [0,1] with `state`'s findings; `p`: subject/study anatomy."
     img, lr, ll, lungs = _frontal_body(h, w, state, p)
-    _frontal_fluid(img, state, p, lr, ll, lungs)     # the small effusion and the retrocardiac opacity stay hidden
+    _frontal_fluid(img, state, p, lr, ll, lungs)     # small effusion, retrocardiac opacity: hidden
     _frontal_other(img, state, p, lr, ll, lungs)
     return _expose(img, p, rng)
 
@@ -136,7 +141,7 @@ def draw_lateral(h: int, w: int, state: dict, p: dict, rng) -> np.ndarray:
     img = np.full((h, w), 0.04, np.float32)
     _blob(img, 0.5, 0.58, 0.44, 0.62, 0.42, soft=0.08)                    # trunk, deeper than wide
     lung = np.zeros((h, w), np.float32); _blob(lung, 0.52, 0.47, 0.3, 0.33, 1.0, soft=0.12)
-    floor = (p['dome_r'] + p['dome_l']) / 2 + 0.04 + 0.1 * (X - 0.3)      # diaphragm slopes down posteriorly
+    floor = (p['dome_r'] + p['dome_l']) / 2 + 0.04 + 0.1 * (X - 0.3)  # diaphragm slopes down behind
     lung *= np.clip((floor - Y) * 40, 0, 1)
     img -= 0.27 * lung
     _blob(img, 0.83, 0.5, 0.05, 0.5, 0.3, soft=0.25)                      # thoracic spine
@@ -145,20 +150,22 @@ def draw_lateral(h: int, w: int, state: dict, p: dict, rng) -> np.ndarray:
     _blob(img, 0.36, 0.6, 0.15 * hs, 0.14 * min(hs, 1.25), 0.5, soft=0.2, mode='set')
     sev, where = state['effusion']
     if sev:
-        level = floor - 0.06 - 0.12 * sev + 0.35 * np.clip(0.78 - X, 0, 1) ** 1.2   # rises posteriorly
+        level = floor - 0.06 - 0.12 * sev + 0.35 * np.clip(0.78 - X, 0, 1) ** 1.2  # rises behind
         img += (0.3 + 0.06 * sev) * lung * np.clip((Y - level) * 25, 0, 1)
     sev, where = state['consolidation']
     if sev:
-        cx, cy = {'retrocardiac': (0.64, 0.62), 'right lower lobe': (0.6, 0.58), 'right upper lobe': (0.45, 0.3),
-                  'left upper lobe': (0.5, 0.3)}[where]
+        cx, cy = {'retrocardiac': (0.64, 0.62), 'right lower lobe': (0.6, 0.58),
+                  'right upper lobe': (0.45, 0.3), 'left upper lobe': (0.5, 0.3)}[where]
         _blob(img, cx, cy, 0.08 + 0.04 * sev, 0.07 + 0.03 * sev, 0.3, soft=0.5, within=lung)
     sev, _ = state['edema']
     if sev:
-        img += (0.12 * sev) * np.exp(-((X - 0.52) ** 2 / 0.05 + (Y - 0.45) ** 2 / 0.06)).astype(np.float32) * lung
+        img += (0.12 * sev) * np.exp(-((X - 0.52) ** 2 / 0.05 + (Y - 0.45) ** 2 / 0.06)
+                                     ).astype(np.float32) * lung
     sev, _ = state['nodule']
     if sev: _blob(img, 0.55, 0.38, 0.03 + 0.012 * sev, 0.03 + 0.012 * sev, 0.3, soft=0.3)
     sev, _ = state['atelectasis']
-    if sev: _blob(img, 0.55, 0.6, 0.16, 0.016 + 0.008 * sev, 0.28, soft=0.4, theta=-0.35, within=lung)
+    if sev:
+        _blob(img, 0.55, 0.6, 0.16, 0.016 + 0.008 * sev, 0.28, soft=0.4, theta=-0.35, within=lung)
     sev, _ = state['pneumothorax']
     if sev: img -= (0.08 + 0.04 * sev) * lung * np.clip((0.3 - Y) * 12, 0, 1)
     if state['devices'][0]:
@@ -169,7 +176,8 @@ def draw_lateral(h: int, w: int, state: dict, p: dict, rng) -> np.ndarray:
 # %% ../nbs/01_synthcxr.ipynb #62bc4623
 def _anatomy(rng) -> dict:
     "Per-subject body habitus."
-    return dict(lung_dx=float(rng.uniform(.19, .22)), lung_rx=float(rng.uniform(.14, .16)), heart=float(rng.uniform(.9, 1.05)),
+    return dict(lung_dx=float(rng.uniform(.19, .22)), lung_rx=float(rng.uniform(.14, .16)),
+                heart=float(rng.uniform(.9, 1.05)),
                 rib_gap=float(rng.uniform(.065, .08)), dome_r=float(rng.uniform(.72, .76)))
 
 def _study_params(rng, anat: dict, view: str) -> dict:
@@ -177,6 +185,6 @@ def _study_params(rng, anat: dict, view: str) -> dict:
     p = dict(anat, view=view)
     insp = float(rng.uniform(-.03, .03)) + (0.03 if view == 'AP' else 0)
     p['dome_r'] = anat['dome_r'] + insp - 0.02 * 0; p['dome_l'] = p['dome_r'] + 0.025
-    p.update(gamma=float(rng.uniform(.8, 1.25)), contrast=float(rng.uniform(.85, 1.1)), bright=float(rng.uniform(-.08, .08)),
-             noise=float(rng.uniform(.01, .03)))
+    p.update(gamma=float(rng.uniform(.8, 1.25)), contrast=float(rng.uniform(.85, 1.1)),
+             bright=float(rng.uniform(-.08, .08)), noise=float(rng.uniform(.01, .03)))
     return p

@@ -12,8 +12,8 @@ from .synth_anatomy import _anatomy
 __all__ = ['FINDINGS', 'MIMIC_CHEXPERT_COLUMNS', 'lateral_only', 'write_report', 'plan_synthcxr']
 
 # %% ../nbs/01_synthcxr.ipynb #1040ae90
-FINDINGS = ['cardiomegaly', 'effusion', 'consolidation', 'edema', 'pneumothorax', 'nodule', 'atelectasis',
-            'devices', 'fracture']
+FINDINGS = ['cardiomegaly', 'effusion', 'consolidation', 'edema', 'pneumothorax', 'nodule',
+            'atelectasis', 'devices', 'fracture']
 # prevalence of each finding at a subject's first study (chosen so ~1/4 of studies have no finding)
 _PREVALENCE = dict(cardiomegaly=.30, effusion=.30, consolidation=.28, edema=.18, pneumothorax=.10,
                    nodule=.10, atelectasis=.18, devices=.18, fracture=.05)
@@ -22,14 +22,17 @@ _SIDES = ['right', 'left']
 
 def lateral_only(finding: str, severity: int, where: str) -> bool:
     "Is this finding visible on the lateral view only (small effusion, retrocardiac opacity)?"
-    return (finding == 'effusion' and severity == 1) or (finding == 'consolidation' and where == 'retrocardiac')
+    return ((finding == 'effusion' and severity == 1)
+            or (finding == 'consolidation' and where == 'retrocardiac'))
 
 def _init_state(rng) -> dict:
     st = {}
     for f in FINDINGS:
         sev = int(rng.random() < _PREVALENCE[f]) * int(rng.choice([1, 2], p=[.5, .5]))
-        where = (rng.choice(_LOBES) if f == 'consolidation' else rng.choice(_SIDES + ['bilateral'], p=[.4, .3, .3])
-                 if f == 'effusion' else rng.choice(_SIDES) if f in ('pneumothorax', 'atelectasis', 'fracture', 'nodule') else '')
+        where = (rng.choice(_LOBES) if f == 'consolidation'
+                 else rng.choice(_SIDES + ['bilateral'], p=[.4, .3, .3])
+                 if f == 'effusion' else rng.choice(_SIDES)
+                 if f in ('pneumothorax', 'atelectasis', 'fracture', 'nodule') else '')
         st[f] = (sev, str(where))
     return st
 
@@ -42,48 +45,69 @@ def _next_state(rng, st: dict) -> dict:
             if new and f in ('consolidation',): where = str(rng.choice(_LOBES))
         else:
             new = int(np.clip(sev + rng.choice([-2, -1, 0, 1], p=[.15, .2, .45, .2]), 0, 2))
-        if f in ('devices', 'fracture') and sev: new = sev        # devices stay; fractures do not heal in weeks
+        if f in ('devices', 'fracture') and sev: new = sev  # stay; fractures don't heal in weeks
         out[f] = (new, where)
     return out
 
 # %% ../nbs/01_synthcxr.ipynb #82a50d05
-MIMIC_CHEXPERT_COLUMNS = ['Atelectasis', 'Cardiomegaly', 'Consolidation', 'Edema', 'Enlarged Cardiomediastinum', 'Fracture',
-                          'Lung Lesion', 'Lung Opacity', 'No Finding', 'Pleural Effusion', 'Pleural Other', 'Pneumonia',
-                          'Pneumothorax', 'Support Devices']     # the (alphabetical) order of mimic-cxr-2.0.0-chexpert.csv
-_LABEL_OF = dict(cardiomegaly='Cardiomegaly', effusion='Pleural Effusion', consolidation='Consolidation', edema='Edema',
-                 pneumothorax='Pneumothorax', nodule='Lung Lesion', atelectasis='Atelectasis', devices='Support Devices',
+MIMIC_CHEXPERT_COLUMNS = ['Atelectasis', 'Cardiomegaly', 'Consolidation', 'Edema',
+                          'Enlarged Cardiomediastinum', 'Fracture', 'Lung Lesion', 'Lung Opacity',
+                          'No Finding', 'Pleural Effusion', 'Pleural Other', 'Pneumonia',
+                          'Pneumothorax', 'Support Devices']  # mimic-cxr-2.0.0-chexpert.csv order
+_LABEL_OF = dict(cardiomegaly='Cardiomegaly', effusion='Pleural Effusion',
+                 consolidation='Consolidation', edema='Edema', pneumothorax='Pneumothorax',
+                 nodule='Lung Lesion', atelectasis='Atelectasis', devices='Support Devices',
                  fracture='Fracture')
 _SIZE = {1: ['small', 'trace', 'small'], 2: ['moderate', 'large', 'moderate-to-large']}
 _SEV = {1: ['mild', 'mild'], 2: ['moderate', 'severe']}
 
+# %% ../nbs/01_synthcxr.ipynb #75ba9376
 def _phrase(f, sev, where, rng):
     "The noun phrase of a present finding."
     c = lambda xs: str(rng.choice(xs))
     if f == 'effusion':
         side = 'bilateral' if where == 'bilateral' else where
         return f"{c(_SIZE[sev])} {side} pleural effusion{'s' if where == 'bilateral' else ''}"
-    if f == 'cardiomegaly': return c(['mild cardiomegaly', 'mildly enlarged heart']) if sev == 1 else c(['moderate cardiomegaly', 'marked enlargement of the cardiac silhouette'])
+    if f == 'cardiomegaly':
+        return c(['mild cardiomegaly', 'mildly enlarged heart']) if sev == 1 \
+            else c(['moderate cardiomegaly', 'marked enlargement of the cardiac silhouette'])
     if f == 'consolidation':
         loc = 'retrocardiac' if where == 'retrocardiac' else where
-        return f"{c(['patchy', 'focal']) if sev == 1 else c(['dense', 'extensive'])} {'retrocardiac' if loc == 'retrocardiac' else loc} {c(['consolidation', 'consolidation', 'opacity', 'airspace opacity'])}" if loc == 'retrocardiac' \
-            else f"{c(['patchy', 'focal']) if sev == 1 else c(['dense', 'extensive'])} {c(['consolidation', 'consolidation', 'opacity', 'airspace opacity'])} in the {loc}"
-    if f == 'edema': return f"{c(_SEV[sev])} {c(['pulmonary edema', 'interstitial edema', 'pulmonary vascular congestion and edema'])}"
-    if f == 'pneumothorax': return f"{c(['small', 'tiny']) if sev == 1 else c(['moderate', 'large'])} {where} {c(['apical pneumothorax', 'pneumothorax'])}"
-    if f == 'nodule': return f"{c(['small', '8 mm']) if sev == 1 else c(['1.5 cm', 'large'])} {where} {c(['pulmonary nodule', 'nodular opacity'])}"
-    if f == 'atelectasis': return f"{c(['minimal', 'mild']) if sev == 1 else 'moderate'} {where} basilar {c(['atelectasis', 'plate-like atelectasis'])}"
-    if f == 'devices': return c(['endotracheal tube in standard position', 'ET tube terminating above the carina']) if sev == 1 \
-        else c(['endotracheal tube and left-sided pacemaker with lead in the right ventricle', 'ET tube and pacemaker device'])
-    if f == 'fracture': return f"{c(['healing', 'old', 'displaced'])} {where} {c(['rib fracture', 'posterior rib fracture'])}"
+        return (f"{c(['patchy', 'focal']) if sev == 1 else c(['dense', 'extensive'])} "
+                f"{'retrocardiac' if loc == 'retrocardiac' else loc} "
+                f"{c(['consolidation', 'consolidation', 'opacity', 'airspace opacity'])}"
+                if loc == 'retrocardiac' else
+                f"{c(['patchy', 'focal']) if sev == 1 else c(['dense', 'extensive'])} "
+                f"{c(['consolidation', 'consolidation', 'opacity', 'airspace opacity'])} "
+                f"in the {loc}")
+    if f == 'edema': return f"""{c(_SEV[sev])} {c(['pulmonary edema', 'interstitial edema',
+                                                 'pulmonary vascular congestion and edema'])}"""
+    if f == 'pneumothorax':
+        return (f"{c(['small', 'tiny']) if sev == 1 else c(['moderate', 'large'])} {where} "
+                f"{c(['apical pneumothorax', 'pneumothorax'])}")
+    if f == 'nodule':
+        return (f"{c(['small', '8 mm']) if sev == 1 else c(['1.5 cm', 'large'])} {where} "
+                f"{c(['pulmonary nodule', 'nodular opacity'])}")
+    if f == 'atelectasis':
+        return (f"{c(['minimal', 'mild']) if sev == 1 else 'moderate'} {where} basilar "
+                f"{c(['atelectasis', 'plate-like atelectasis'])}")
+    if f == 'devices':
+        return (c(['endotracheal tube in standard position',
+                   'ET tube terminating above the carina']) if sev == 1 else
+                c(['endotracheal tube and left-sided pacemaker with lead in the right ventricle',
+                   'ET tube and pacemaker device']))
+    if f == 'fracture': return (f"{c(['healing', 'old', 'displaced'])} {where} "
+                                f"{c(['rib fracture', 'posterior rib fracture'])}")
     raise ValueError(f"unknown finding {f!r}")
 
 # %% ../nbs/01_synthcxr.ipynb #db2f6538
-_NEGATIONS = dict(effusion=['No pleural effusion.', 'There is no pleural effusion.', 'No effusion.'],
-                  pneumothorax=['No pneumothorax.', 'There is no pneumothorax.'],
-                  consolidation=['No focal consolidation.', 'The lungs are clear without focal consolidation.'],
-                  edema=['No pulmonary edema.', 'No evidence of edema.'],
-                  cardiomegaly=['Heart size is normal.', 'The cardiac silhouette is within normal limits.'],
-                  atelectasis=[], nodule=[], devices=[], fracture=['No acute osseous abnormality.'])
-
+_NEGATIONS = dict(
+    effusion=['No pleural effusion.', 'There is no pleural effusion.', 'No effusion.'],
+    pneumothorax=['No pneumothorax.', 'There is no pneumothorax.'],
+    consolidation=['No focal consolidation.', 'The lungs are clear without focal consolidation.'],
+    edema=['No pulmonary edema.', 'No evidence of edema.'],
+    cardiomegaly=['Heart size is normal.', 'The cardiac silhouette is within normal limits.'],
+    atelectasis=[], nodule=[], devices=[], fracture=['No acute osseous abnormality.'])
 def _change(prev_sev, sev):
     if prev_sev is None: return 'first'
     if prev_sev == 0 and sev: return 'new'
@@ -91,7 +115,6 @@ def _change(prev_sev, sev):
     return 'unchanged' if sev == prev_sev else 'increased' if sev > prev_sev else 'improved'
 
 def _cap(s): return s[0].upper() + s[1:]
-
 def _mark(labels: dict, label: str, v: int):
     "Record a mention of `label`: 1 wins over -1, which wins over 0."
     cur = labels.get(label)
@@ -104,16 +127,24 @@ def _sentence(f, sev, where, ch, rng) -> tuple[str, str, bool]:
     uncertain = f in ('consolidation', 'atelectasis', 'nodule', 'edema') and rng.random() < 0.15
     if uncertain: s = f"{c(['Possible', 'Questionable', 'Probable'])} {ph}."
     elif ch == 'first': s = c([f"There is {ph}.", f"{_cap(ph)}.", f"{_cap(ph)} is present."])
-    elif ch == 'new': s = c([f"New {ph}.", f"There is a new {ph}.", f"Interval development of {ph}."])
-    elif ch == 'increased': s = c([f"Increased {ph}.", f"Interval increase, now {ph}.", f"{_cap(ph)}, worse compared to the prior study."])
-    elif ch == 'improved': s = c([f"Improved, now {ph}.", f"Decreased {ph}.", f"{_cap(ph)}, improved since the prior exam."])
+    elif ch == 'new':
+        s = c([f"New {ph}.", f"There is a new {ph}.", f"Interval development of {ph}."])
+    elif ch == 'increased':
+        s = c([f"Increased {ph}.", f"Interval increase, now {ph}.",
+               f"{_cap(ph)}, worse compared to the prior study."])
+    elif ch == 'improved':
+        s = c([f"Improved, now {ph}.", f"Decreased {ph}.",
+               f"{_cap(ph)}, improved since the prior exam."])
     else: s = c([f"Unchanged {ph}.", f"Stable {ph}.", f"{_cap(ph)} is unchanged from the prior."])
-    if lateral_only(f, sev, where): s = s[:-1] + c([", seen only on the lateral view.", ", best appreciated on the lateral view."])
+    if lateral_only(f, sev, where):
+        s = s[:-1] + c([", seen only on the lateral view.",
+                        ", best appreciated on the lateral view."])
     return s, ph, uncertain
 
 # %% ../nbs/01_synthcxr.ipynb #29d7c0c9
-def _findings_of(state: dict, prior: dict | None, has_lat: bool, rng, name_pneumonia: bool = False) -> tuple[list, list, dict]:
-    "FINDINGS and IMPRESSION sentences and CheXpert labels of `state` vs `prior`; `name_pneumonia`: a consolidation is called pneumonia."
+def _findings_of(state: dict, prior: dict | None, has_lat: bool, rng,
+                 name_pneumonia: bool = False) -> tuple[list, list, dict]:
+    "FINDINGS, IMPRESSION sentences, labels of `state` vs `prior` (`name_pneumonia`: say so)."
     c = lambda xs: str(rng.choice(xs))
     labels, findings, impression = {}, [], []
     for f in FINDINGS:
@@ -126,22 +157,25 @@ def _findings_of(state: dict, prior: dict | None, has_lat: bool, rng, name_pneum
             if f == 'consolidation' and name_pneumonia:
                 ph, uncertain, lab = f"{where} pneumonia", False, 'Pneumonia'
                 s = c([f"{_cap(ph)}.", f"Findings consistent with {ph}."])
-            else:                                  # the labeler reads the word used: an "opacity" is a Lung Opacity
+            else:       # the labeler reads the word used: an "opacity" is a Lung Opacity
                 s, ph, uncertain = _sentence(f, sev, where, ch, rng)
                 lab = 'Lung Opacity' if f == 'consolidation' and 'opacity' in ph else _LABEL_OF[f]
             findings.append(s)
             _mark(labels, lab, -1 if uncertain else 1)
             if f == 'consolidation' and not name_pneumonia and rng.random() < 0.5:
                 pn = rng.random() < 0.5
-                findings.append("Findings are concerning for pneumonia." if pn else "This could reflect atelectasis, though pneumonia is not excluded.")
+                findings.append("Findings are concerning for pneumonia." if pn else
+                                "This could reflect atelectasis, though pneumonia is not excluded.")
                 _mark(labels, 'Pneumonia', -1)
             if f == 'cardiomegaly' and sev == 2 and rng.random() < 0.5:
-                findings.append("The mediastinal contours are widened."); _mark(labels, 'Enlarged Cardiomediastinum', 1)
+                findings.append("The mediastinal contours are widened.")
+                _mark(labels, 'Enlarged Cardiomediastinum', 1)
             if f != 'devices' and not uncertain and f != 'fracture':
                 impression.append(s if ch not in ('first',) else f"{_cap(ph)}.")
         elif was_seen:
             name = f if f != 'effusion' else 'pleural effusion'
-            findings.append(c([f"Previously seen {name} has resolved.", f"Interval resolution of the {name}."]))
+            findings.append(c([f"Previously seen {name} has resolved.",
+                               f"Interval resolution of the {name}."]))
             _mark(labels, _LABEL_OF[f], 0)
             impression.append(f"Resolved {name}.")
         elif _NEGATIONS[f] and rng.random() < 0.7:
@@ -149,20 +183,27 @@ def _findings_of(state: dict, prior: dict | None, has_lat: bool, rng, name_pneum
     return findings, impression, labels
 
 # %% ../nbs/01_synthcxr.ipynb #dbc6e6b9
-def write_report(state: dict, prior: dict | None, views: set, rng, exam='CHEST (PA AND LAT)', name_pneumonia: bool = False) -> tuple[str, dict]:
-    "A MIMIC-style report of `state` compared with `prior`, and its CheXpert-style labels {label: 1/0/-1}."
+def write_report(state: dict, prior: dict | None, views: set, rng, exam='CHEST (PA AND LAT)',
+                 name_pneumonia: bool = False) -> tuple[str, dict]:
+    "A MIMIC-style report of `state` compared with `prior`, and its labels {label: 1/0/-1}."
     c = lambda xs: str(rng.choice(xs))
-    findings, impression, labels = _findings_of(state, prior, bool(views & {'LATERAL', 'LL'}), rng, name_pneumonia)
+    findings, impression, labels = _findings_of(state, prior, bool(views & {'LATERAL', 'LL'}), rng,
+                                                name_pneumonia)
     if rng.random() < 0.3:
-        findings.append(c(['The mediastinal contours are normal.', 'Hilar contours are unremarkable.']))
-        if 'Enlarged Cardiomediastinum' not in labels: _mark(labels, 'Enlarged Cardiomediastinum', 0)
+        findings.append(c(['The mediastinal contours are normal.',
+                           'Hilar contours are unremarkable.']))
+        if 'Enlarged Cardiomediastinum' not in labels:
+            _mark(labels, 'Enlarged Cardiomediastinum', 0)
     pathologies = [l for l in labels if l not in ('Support Devices',)]
     if not any(labels[l] in (1, -1) for l in pathologies):
         labels['No Finding'] = 1
-        impression = [c(['No acute cardiopulmonary process.', 'No acute intrathoracic abnormality.', 'Normal chest radiograph.'])]
+        impression = [c(['No acute cardiopulmonary process.', 'No acute intrathoracic abnormality.',
+                         'Normal chest radiograph.'])]
     if not impression: impression = [c(['Findings as above.', 'No new acute process.'])]
-    comparison = 'None.' if prior is None else c(['Chest radiograph ___.', 'Prior study from ___.', '___'])
-    indication = c(['___ with shortness of breath.', '___ year old with cough and fever, evaluate for pneumonia.',
+    comparison = ('None.' if prior is None
+                  else c(['Chest radiograph ___.', 'Prior study from ___.', '___']))
+    indication = c(['___ with shortness of breath.',
+                    '___ year old with cough and fever, evaluate for pneumonia.',
                     'Chest pain.', 'Evaluate for interval change.', '___M with dyspnea.'])
     return _layout_report(exam, indication, comparison, findings, impression), labels
 
@@ -173,11 +214,13 @@ def _wrap(sentences, width=70):
         else: cur = f"{cur} {word}" if cur else word
     if cur: lines.append(' ' + cur)
     return '\n'.join(lines)
-
 def _layout_report(exam, indication, comparison, findings, impression, kind='full'):
-    head = f"                                 FINAL REPORT\n EXAMINATION:  {exam}\n \n INDICATION:  {indication}\n \n COMPARISON:  {comparison}\n \n"
+    head = (f"                                 FINAL REPORT\n EXAMINATION:  {exam}\n \n "
+            f"INDICATION:  {indication}\n \n COMPARISON:  {comparison}\n \n")
     if kind == 'impression_only': return head + f" IMPRESSION: \n \n{_wrap(impression)}\n"
-    if kind == 'empty': return head + " NOTIFICATION:  Findings discussed with the referring physician by telephone.\n"
+    if kind == 'empty':
+        return head + (" NOTIFICATION:  Findings discussed with the referring physician by "
+                       "telephone.\n")
     return head + f" FINDINGS: \n \n{_wrap(findings)}\n \n IMPRESSION: \n \n{_wrap(impression)}\n"
 
 # %% ../nbs/01_synthcxr.ipynb #c7e9841f
@@ -186,12 +229,13 @@ def _dicom_id(rng) -> str:
 
 # %% ../nbs/01_synthcxr.ipynb #266fd8f2
 def _pick_views(rng, t: int, portable: bool, p_lateral: float, p_no_frontal: float) -> list[str]:
-    "The views of one study: a PA (AP if portable), sometimes an extra AP, usually a lateral (rarely LL), rarely a lateral alone."
+    """The views of one study: a PA (AP if portable), sometimes an extra AP, usually a lateral
+    (rarely LL), rarely a lateral alone."""
     views = []
     no_frontal = t > 0 and rng.random() < p_no_frontal
     if not no_frontal:
         views.append('AP' if portable else 'PA')
-        if rng.random() < 0.08: views.append('AP')                       # a repeated / extra frontal
+        if rng.random() < 0.08: views.append('AP')                       # an extra frontal
     if no_frontal or rng.random() < (p_lateral * (0.6 if portable else 1.15)):
         views.append('LL' if rng.random() < 0.1 else 'LATERAL')
     return views
@@ -200,14 +244,17 @@ def _report_of(state, prior_state, views, portable, rng, p_empty_report) -> tupl
     "The study's report, its labels, and its kind: full, or (rarely) impression-only or empty."
     report, labels = write_report(state, prior_state, set(views), rng,
                                   exam='CHEST (PORTABLE AP)' if portable else 'CHEST (PA AND LAT)')
-    kind = 'empty' if rng.random() < p_empty_report else 'impression_only' if rng.random() < 0.08 else 'full'
+    kind = ('empty' if rng.random() < p_empty_report
+            else 'impression_only' if rng.random() < 0.08 else 'full')
     if kind != 'full':
-        report = _layout_report('CHEST (PA AND LAT)', 'Chest pain.', '___', [], _impression_of(report), kind)
+        report = _layout_report('CHEST (PA AND LAT)', 'Chest pain.', '___', [],
+                                _impression_of(report), kind)
     return report, labels, kind
 
 # %% ../nbs/01_synthcxr.ipynb #68490685
-def _plan_subject(i, sid, study_ids, split, seed, k, size, p_lateral, p_no_frontal, p_empty_report) -> tuple[list, list]:
-    "The image rows and study records of subject number `i` (id `sid`), with its `k` studies in time order."
+def _plan_subject(i, sid, study_ids, split, seed, k, size, p_lateral, p_no_frontal,
+                  p_empty_report) -> tuple[list, list]:
+    "The image rows and study records of subject number `i` (id `sid`): `k` studies in time order."
     rng = np.random.default_rng([seed, int(i)])
     anat = _anatomy(rng)
     images, studies = [], []
@@ -216,28 +263,35 @@ def _plan_subject(i, sid, study_ids, split, seed, k, size, p_lateral, p_no_front
         study = int(study_ids[i * k + t])
         state = _init_state(rng) if state is None else _next_state(rng, state)
         if t: day += int(rng.choice([0, 1, 3, 14, 60, 200], p=[.1, .2, .2, .2, .2, .1]))
-        hhmmss = int(rng.integers(6, 23)) * 10000 + int(rng.integers(0, 60)) * 100 + int(rng.integers(0, 60))
+        hhmmss = (int(rng.integers(6, 23)) * 10000 + int(rng.integers(0, 60)) * 100
+                  + int(rng.integers(0, 60)))
         date = pd.Timestamp('2110-01-01') + pd.Timedelta(days=day)
         portable = rng.random() < (0.55 if state['devices'][0] else 0.25)
         views = _pick_views(rng, t, portable, p_lateral, p_no_frontal)
         dicoms = [_dicom_id(rng) for _ in views]
         report, labels, kind = _report_of(state, prior_state, views, portable, rng, p_empty_report)
         for v, d in zip(views, dicoms):
-            w = int(round(size * (rng.uniform(.82, 1.0) if v in ('PA', 'AP') else rng.uniform(.9, 1.0))))
-            images.append(dict(dicom_id=d, subject_id=int(sid), study_id=study, ViewPosition=v, Rows=size, Columns=w,
-                               StudyDate=int(date.strftime('%Y%m%d')), StudyTime=float(f"{hhmmss}.{int(rng.integers(0, 1000)):03d}"),
+            w = int(round(size * (rng.uniform(.82, 1.0) if v in ('PA', 'AP')
+                                  else rng.uniform(.9, 1.0))))
+            images.append(dict(dicom_id=d, subject_id=int(sid), study_id=study, ViewPosition=v,
+                               Rows=size, Columns=w, StudyDate=int(date.strftime('%Y%m%d')),
+                               StudyTime=float(f"{hhmmss}.{int(rng.integers(0, 1000)):03d}"),
                                img_seed=int(rng.integers(0, 2**31)), t=t))
-        studies.append(dict(subject_id=int(sid), study_id=study, t=t, split=split, views=views, dicoms=dicoms,
-                            report=report, report_kind=kind, labels=labels, state=state, anat=anat,
+        studies.append(dict(subject_id=int(sid), study_id=study, t=t, split=split, views=views,
+                            dicoms=dicoms, report=report, report_kind=kind, labels=labels,
+                            state=state, anat=anat,
                             StudyDate=int(date.strftime('%Y%m%d'))))
         prior_state = state
     return images, studies
 
 # %% ../nbs/01_synthcxr.ipynb #4a0b559c
 def plan_synthcxr(n_subjects: int, studies_per_subject: int, seed: int = 0, size: int = 96,
-                  p_lateral: float = .7, p_no_frontal: float = .03, p_empty_report: float = .03) -> dict:
-    "Plan a SynthCXR dataset: `images`, `studies` (with states, reports, labels) and `truth` as DataFrames."
-    if n_subjects < 1 or studies_per_subject < 1: raise ValueError(f"need n_subjects >= 1 and studies_per_subject >= 1, got {n_subjects}, {studies_per_subject}")
+                  p_lateral: float = .7, p_no_frontal: float = .03,
+                  p_empty_report: float = .03) -> dict:
+    "Plan a SynthCXR dataset: `images`, `studies` (states, reports, labels), `truth` as DataFrames."
+    if n_subjects < 1 or studies_per_subject < 1:
+        raise ValueError(f"need n_subjects >= 1 and studies_per_subject >= 1, got {n_subjects}, "
+                         f"{studies_per_subject}")
     g = np.random.default_rng([seed, 999])
     subjects = 10_000_000 + g.choice(10_000_000, n_subjects, replace=False)
     study_ids = 50_000_000 + g.choice(10_000_000, n_subjects * studies_per_subject, replace=False)
@@ -246,7 +300,8 @@ def plan_synthcxr(n_subjects: int, studies_per_subject: int, seed: int = 0, size
     split_of = ['test'] * n_test + ['validate'] * n_val + ['train'] * (n_subjects - n_test - n_val)
     images, studies = [], []
     for i, sid in enumerate(subjects):
-        im, st = _plan_subject(i, sid, study_ids, split_of[i], seed, studies_per_subject, size, p_lateral, p_no_frontal, p_empty_report)
+        im, st = _plan_subject(i, sid, study_ids, split_of[i], seed, studies_per_subject, size,
+                               p_lateral, p_no_frontal, p_empty_report)
         images += im; studies += st
     return dict(images=pd.DataFrame(images), studies=studies, truth=_truth(studies))
 
@@ -255,17 +310,24 @@ def _impression_of(report: str) -> list[str]:
     return [report.split('IMPRESSION:')[1].strip()] if 'IMPRESSION:' in report else []
 
 def _truth(studies) -> pd.DataFrame:
-    "What the study builder must find: frontal = PA over AP then the first drawn; lateral = LATERAL over LL; prior = previous study with a frontal."
+    """What the study builder must find: frontal = PA over AP then the first drawn;
+    lateral = LATERAL over LL; prior = previous study with a frontal."""
     rows, last = [], {}
     for s in studies:       # studies are in time order within a subject (same-day studies too)
-        pick = lambda order: next((d for o in order for v, d in sorted(zip(s['views'], s['dicoms']), key=lambda vd: vd[1]) if v == o), '-1')
+        pick = lambda order: next((d for o in order for v, d in sorted(zip(s['views'], s['dicoms']),
+                                                                       key=lambda vd: vd[1])
+                                   if v == o), '-1')
         fr, lat = pick(['PA', 'AP']), pick(['LATERAL', 'LL'])
         prev = last.get(s['subject_id'])
-        rows.append(dict(subject_id=s['subject_id'], study_id=s['study_id'], frontal=fr, lateral=lat,
-                         prior_study_id=prev['study_id'] if prev else -1, prior_frontal=prev['frontal'] if prev else '-1',
-                         prior_lateral=prev['lateral'] if prev else '-1', report_kind=s['report_kind'], split=s['split'],
+        rows.append(dict(subject_id=s['subject_id'], study_id=s['study_id'], frontal=fr,
+                         lateral=lat, prior_study_id=prev['study_id'] if prev else -1,
+                         prior_frontal=prev['frontal'] if prev else '-1',
+                         prior_lateral=prev['lateral'] if prev else '-1',
+                         report_kind=s['report_kind'], split=s['split'],
                          **{f'sev_{f}': s['state'][f][0] for f in FINDINGS},
                          **{f'where_{f}': s['state'][f][1] for f in FINDINGS},
-                         lateral_only_findings=';'.join(f for f in FINDINGS if s['state'][f][0] and lateral_only(f, *s['state'][f]))))
+                         lateral_only_findings=';'.join(
+                             f for f in FINDINGS
+                             if s['state'][f][0] and lateral_only(f, *s['state'][f]))))
         if fr != '-1': last[s['subject_id']] = dict(study_id=s['study_id'], frontal=fr, lateral=lat)
     return pd.DataFrame(rows)

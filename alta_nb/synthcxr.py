@@ -12,7 +12,8 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 from .core import Config, get_config, data_dir, atomic_write, save_metrics, save_figure
 from .synth_anatomy import draw_frontal, draw_lateral, _anatomy, _study_params
-from .synth_progression import MIMIC_CHEXPERT_COLUMNS, write_report, plan_synthcxr, _init_state
+from .synth_progression import (MIMIC_CHEXPERT_COLUMNS, write_report, plan_synthcxr,
+                                       _init_state)
 
 # %% auto #0
 __all__ = ['GENERATOR_VERSION', 'CHEXPERT_LABELS', 'image_relpath', 'report_relpath', 'write_dicom', 'write_synthcxr',
@@ -38,13 +39,16 @@ def _fix_same_day_times(images: pd.DataFrame) -> pd.DataFrame:
         ts = g.drop_duplicates('study_id')[['study_id', 't', 'StudyTime']].sort_values('t')
         if len(ts) > 1:
             new = sorted(ts.StudyTime)
-            for sid, tm in zip(ts.study_id, new): images.loc[images.study_id == sid, 'StudyTime'] = tm
-            if len(set(new)) < len(new): raise AssertionError('same-day studies with identical times')
+            for sid, tm in zip(ts.study_id, new):
+                images.loc[images.study_id == sid, 'StudyTime'] = tm
+            if len(set(new)) < len(new):
+                raise AssertionError('same-day studies with identical times')
     return images
 
 # %% ../nbs/01_synthcxr.ipynb #d62592e6
-def write_dicom(path, img01: np.ndarray, bits: int = 8, photometric: str = 'MONOCHROME2', view: str = 'PA',
-                patient_id: str = 'SYNTH', study_uid: str | None = None, extra: dict | None = None):
+def write_dicom(path, img01: np.ndarray, bits: int = 8, photometric: str = 'MONOCHROME2',
+                view: str = 'PA', patient_id: str = 'SYNTH', study_uid: str | None = None,
+                extra: dict | None = None):
     "Write a [0,1] image as an uncompressed DICOM (CR/DX) file with realistic tags (atomically)."
     import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
@@ -53,11 +57,14 @@ def write_dicom(path, img01: np.ndarray, bits: int = 8, photometric: str = 'MONO
     a = img01 if photometric == 'MONOCHROME2' else 1 - img01
     px = np.round(np.clip(a, 0, 1) * maxv).astype(np.uint16 if bits > 8 else np.uint8)
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = '1.2.840.10008.5.1.4.1.1.1'       # Computed Radiography Image Storage
-    meta.MediaStorageSOPInstanceUID = generate_uid(); meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = '1.2.840.10008.5.1.4.1.1.1'  # Computed Radiography Image Storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = FileDataset(str(path), {}, file_meta=meta, preamble=b'\0' * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.PatientID, ds.ViewPosition, ds.BodyPartExamined = 'CR', patient_id, view, 'CHEST'
+    ds.SOPClassUID, ds.SOPInstanceUID = (meta.MediaStorageSOPClassUID,
+                                         meta.MediaStorageSOPInstanceUID)
+    ds.Modality, ds.PatientID, ds.ViewPosition, ds.BodyPartExamined = ('CR', patient_id, view,
+                                                                       'CHEST')
     ds.StudyInstanceUID = study_uid or generate_uid(); ds.SeriesInstanceUID = generate_uid()
     ds.Rows, ds.Columns = px.shape
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
@@ -72,7 +79,7 @@ def write_dicom(path, img01: np.ndarray, bits: int = 8, photometric: str = 'MONO
 
 # %% ../nbs/01_synthcxr.ipynb #311fe682
 def _render(img_row, study, size_hw, rng_seed):
-    "Draw one image; above 160 px the smooth anatomy is drawn at half size and upsampled, the noise added at full size."
+    "Draw one image; above 160 px the anatomy is drawn at half size, upsampled, noise at full size."
     rng = np.random.default_rng(rng_seed)
     v = img_row['ViewPosition']
     p = _study_params(rng, study['anat'], v)
@@ -86,22 +93,28 @@ def _render(img_row, study, size_hw, rng_seed):
 def _to_u8(img01): return (np.clip(img01, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 # %% ../nbs/01_synthcxr.ipynb #fd3ee1c5
-_META_EXTRA = {'PA': ('CHEST (PA AND LAT)', 'postero-anterior', 'Erect'), 'AP': ('CHEST (PORTABLE AP)', 'antero-posterior', 'Erect'),
-               'LATERAL': ('CHEST (PA AND LAT)', 'lateral', 'Erect'), 'LL': ('CHEST (PA AND LAT)', 'left lateral', 'Erect')}
+_META_EXTRA = {'PA': ('CHEST (PA AND LAT)', 'postero-anterior', 'Erect'),
+               'AP': ('CHEST (PORTABLE AP)', 'antero-posterior', 'Erect'),
+               'LATERAL': ('CHEST (PA AND LAT)', 'lateral', 'Erect'),
+               'LL': ('CHEST (PA AND LAT)', 'left lateral', 'Erect')}
 
 def _write_tables(root: Path, plan: dict, images: pd.DataFrame):
     "The metadata, split and chexpert CSVs of MIMIC-CXR-JPG, and the generator's answer key."
     meta = images.drop(columns=['img_seed', 't'])
-    meta.insert(3, 'PerformedProcedureStepDescription', meta.ViewPosition.map(lambda v: _META_EXTRA[v][0]))
+    meta.insert(3, 'PerformedProcedureStepDescription',
+                meta.ViewPosition.map(lambda v: _META_EXTRA[v][0]))
     meta['ProcedureCodeSequence_CodeMeaning'] = meta['PerformedProcedureStepDescription']
     meta['ViewCodeSequence_CodeMeaning'] = meta.ViewPosition.map(lambda v: _META_EXTRA[v][1])
-    meta['PatientOrientationCodeSequence_CodeMeaning'] = meta.ViewPosition.map(lambda v: _META_EXTRA[v][2])
+    meta['PatientOrientationCodeSequence_CodeMeaning'] = meta.ViewPosition.map(
+        lambda v: _META_EXTRA[v][2])
     meta.to_csv(root/'mimic-cxr-2.0.0-metadata.csv', index=False)
     split_of = {s['study_id']: s['split'] for s in plan['studies']}
-    sp = images[['dicom_id', 'study_id', 'subject_id']].copy(); sp['split'] = sp.study_id.map(split_of)
+    sp = images[['dicom_id', 'study_id', 'subject_id']].copy()
+    sp['split'] = sp.study_id.map(split_of)
     sp.to_csv(root/'mimic-cxr-2.0.0-split.csv', index=False)
     lab = pd.DataFrame([dict(subject_id=s['subject_id'], study_id=s['study_id'],
-                             **{l: float(s['labels'][l]) if l in s['labels'] else np.nan for l in MIMIC_CHEXPERT_COLUMNS})
+                             **{l: float(s['labels'][l]) if l in s['labels'] else np.nan
+                                for l in MIMIC_CHEXPERT_COLUMNS})
                         for s in plan['studies'] if s['report_kind'] != 'empty'])
     lab.to_csv(root/'mimic-cxr-2.0.0-chexpert.csv', index=False)
     plan['truth'].to_csv(root/'synthcxr_truth.csv', index=False)
@@ -109,7 +122,8 @@ def _write_tables(root: Path, plan: dict, images: pd.DataFrame):
 # %% ../nbs/01_synthcxr.ipynb #4d68bf63
 def write_synthcxr(root, plan: dict, fmt: str = 'jpg', quality: int = 92) -> Path:
     "Render `plan` into a MIMIC-CXR-JPG-shaped tree at `root` (which must not exist yet)."
-    if fmt not in ('jpg', 'dcm', 'png'): raise ValueError(f"fmt must be 'jpg', 'png' or 'dcm', got {fmt!r}")
+    if fmt not in ('jpg', 'dcm', 'png'):
+        raise ValueError(f"fmt must be 'jpg', 'png' or 'dcm', got {fmt!r}")
     root = Path(root); root.mkdir(parents=True)
     images = _fix_same_day_times(plan['images'])
     by_study = {s['study_id']: s for s in plan['studies']}
@@ -119,9 +133,11 @@ def write_synthcxr(root, plan: dict, fmt: str = 'jpg', quality: int = 92) -> Pat
         out = root/image_relpath(row['subject_id'], row['study_id'], row['dicom_id'], fmt)
         out.parent.mkdir(parents=True, exist_ok=True)
         if fmt == 'dcm':
-            bits, phot = (12, 'MONOCHROME1') if k % 3 == 1 else (12, 'MONOCHROME2') if k % 3 == 2 else (8, 'MONOCHROME2')
+            bits, phot = ((12, 'MONOCHROME1') if k % 3 == 1 else (12, 'MONOCHROME2') if k % 3 == 2
+                          else (8, 'MONOCHROME2'))
             write_dicom(out, img, bits, phot, row['ViewPosition'], str(row['subject_id']))
-        else: Image.fromarray(_to_u8(img)).save(out, quality=quality) if fmt == 'jpg' else Image.fromarray(_to_u8(img)).save(out)
+        else: Image.fromarray(_to_u8(img)).save(out, quality=quality) if fmt == 'jpg' \
+            else Image.fromarray(_to_u8(img)).save(out)
     for s in plan['studies']:
         (root/report_relpath(s['subject_id'], s['study_id'])).write_text(s['report'])
     _write_tables(root, plan, images)
@@ -132,10 +148,11 @@ GENERATOR_VERSION = 5      # bump when the pictures or reports change, so caches
 
 def synthcxr_key(cfg: Config, fmt: str = 'jpg') -> str:
     "The cache folder name of `cfg`'s SynthCXR."
-    return f"n{cfg.n_subjects}x{cfg.studies_per_subject}_px{cfg.synth_image_size}_seed{cfg.seed}_{fmt}_v{GENERATOR_VERSION}"
+    return (f"n{cfg.n_subjects}x{cfg.studies_per_subject}_px{cfg.synth_image_size}_seed{cfg.seed}"
+            f"_{fmt}_v{GENERATOR_VERSION}")
 
 def _build_atomically(final: Path, build) -> Path:
-    "Run `build(tmp_dir)` in a temp folder beside `final`, then rename it onto `final` (first one wins)."
+    "Run `build(tmp_dir)` in a temp folder beside `final`, then rename it to `final` (first wins)."
     if final.exists(): return final
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{final.name}.', dir=final.parent))
@@ -148,45 +165,54 @@ def _build_atomically(final: Path, build) -> Path:
     return final
 
 def ensure_synthcxr(cfg: Config, fmt: str = 'jpg') -> Path:
-    "The SynthCXR MIMIC-CXR-JPG-shaped root for `cfg` (built once, then cached), with `alta_train.csv`."
+    "The SynthCXR MIMIC-CXR-JPG-shaped root for `cfg` (built once, cached), with `alta_train.csv`."
     def build(root):
-        from alta_nb.mimic import build_alta_table       # the next notebook's builder (same data layer)
-        write_synthcxr(root, plan_synthcxr(cfg.n_subjects, cfg.studies_per_subject, cfg.seed, cfg.synth_image_size), fmt)
+        from alta_nb.mimic import build_alta_table       # the next notebook's builder
+        write_synthcxr(root, plan_synthcxr(cfg.n_subjects, cfg.studies_per_subject, cfg.seed,
+                                           cfg.synth_image_size), fmt)
         build_alta_table(root, root/'alta_train.csv', verbose=False)
-        (root/'synthcxr.json').write_text(json.dumps(dict(n_subjects=cfg.n_subjects, studies_per_subject=cfg.studies_per_subject,
-                                                          size=cfg.synth_image_size, seed=cfg.seed, fmt=fmt, version=GENERATOR_VERSION)))
+        (root/'synthcxr.json').write_text(json.dumps(dict(
+            n_subjects=cfg.n_subjects, studies_per_subject=cfg.studies_per_subject,
+            size=cfg.synth_image_size, seed=cfg.seed, fmt=fmt, version=GENERATOR_VERSION)))
     return _build_atomically(data_dir()/'synthcxr'/synthcxr_key(cfg, fmt), build)
 
 # %% ../nbs/01_synthcxr.ipynb #e0379294
 def _ridge_cv(X, y, groups, folds: int = 5, lam: float = 10.0) -> np.ndarray:
-    "Out-of-fold scores of a ridge-regression linear probe (closed form: instant); folds split by `groups`."
+    "Out-of-fold scores of a ridge-regression linear probe (closed form); folds split by `groups`."
     X = (X - X.mean(0)) / (X.std(0) + 1e-6); X = np.hstack([X, np.ones((len(X), 1))])
     y = np.asarray(y, np.float64); out = np.zeros(len(y))
-    fold = np.unique(groups, return_inverse=True)[1] % folds     # a subject's studies stay in one fold (no identity leak)
+    fold = np.unique(groups, return_inverse=True)[1] % folds  # a subject in one fold
     for k in range(folds):
         tr = fold != k
         w = np.linalg.solve(X[tr].T @ X[tr] + lam * np.eye(X.shape[1]), X[tr].T @ y[tr])
         out[~tr] = X[~tr] @ w
     return out
 
-def probe_auroc(n_subjects: int = 100, studies: int = 3, seed: int = 123, size: int = 48, thumb: int = 16) -> dict:
-    "Cross-validated AUROC of a linear probe on thumbnails: frontal findings, and lateral-only findings from each view."
+def probe_auroc(n_subjects: int = 100, studies: int = 3, seed: int = 123, size: int = 48,
+                thumb: int = 16) -> dict:
+    "Cross-validated AUROC of a linear probe on thumbnails: frontal and lateral-only findings."
     plan = plan_synthcxr(n_subjects, studies, seed, size, p_lateral=1.0, p_no_frontal=0)
     by_study = {s['study_id']: s for s in plan['studies']}
     thumbs = {}
     for r in plan['images'].to_dict('records'):
         img = _render(r, by_study[r['study_id']], (size, size), r['img_seed'])
         v = 'frontal' if r['ViewPosition'] in ('PA', 'AP') else 'lateral'
-        thumbs.setdefault((r['study_id'], v), np.asarray(Image.fromarray(img, mode='F').resize((thumb, thumb), Image.BOX)).ravel())
-    ids = [s['study_id'] for s in plan['studies'] if (s['study_id'], 'frontal') in thumbs and (s['study_id'], 'lateral') in thumbs]
-    X = {v: np.stack([thumbs[(i, v)] for i in ids]).astype(np.float64) for v in ('frontal', 'lateral')}
+        thumbs.setdefault((r['study_id'], v), np.asarray(
+            Image.fromarray(img, mode='F').resize((thumb, thumb), Image.BOX)).ravel())
+    ids = [s['study_id'] for s in plan['studies']
+           if (s['study_id'], 'frontal') in thumbs and (s['study_id'], 'lateral') in thumbs]
+    X = {v: np.stack([thumbs[(i, v)] for i in ids]).astype(np.float64)
+         for v in ('frontal', 'lateral')}
     st = [by_study[i]['state'] for i in ids]
     subj = [by_study[i]['subject_id'] for i in ids]
     auc = lambda Xv, y: round(float(roc_auc_score(y, _ridge_cv(Xv, y, subj))), 3)
-    out = {f'probe_frontal_{f}': auc(X['frontal'], [s[f][0] > 0 for s in st]) for f in ('cardiomegaly', 'edema', 'pneumothorax')}
+    out = {f'probe_frontal_{f}': auc(X['frontal'], [s[f][0] > 0 for s in st])
+           for f in ('cardiomegaly', 'edema', 'pneumothorax')}
     for name, y in (('small_effusion', [s['effusion'][0] == 1 for s in st]),
-                    ('retrocardiac', [s['consolidation'][0] > 0 and s['consolidation'][1] == 'retrocardiac' for s in st])):
-        out[f'probe_{name}_from_frontal'] = auc(X['frontal'], y); out[f'probe_{name}_from_lateral'] = auc(X['lateral'], y)
+                    ('retrocardiac', [s['consolidation'][0] > 0
+                                      and s['consolidation'][1] == 'retrocardiac' for s in st])):
+        out[f'probe_{name}_from_frontal'] = auc(X['frontal'], y)
+        out[f'probe_{name}_from_lateral'] = auc(X['lateral'], y)
     return out
 
 # %% ../nbs/01_synthcxr.ipynb #70ab9fee
@@ -194,70 +220,82 @@ def render_rate(n_studies: int = 20, size: int = 256, seed: int = 0) -> float:
     "Studies per second to render and JPEG-encode at `size`² on this core."
     plan = plan_synthcxr(max(1, n_studies // 4), 4, seed, size)
     by_study = {s['study_id']: s for s in plan['studies']}
-    t0 = time.process_time()            # CPU time of this process: "on one core", even on a busy machine
+    t0 = time.process_time()            # this process's CPU time: "one core", even when busy
     for r in plan['images'].to_dict('records'):
         img = _render(r, by_study[r['study_id']], (r['Rows'], r['Columns']), r['img_seed'])
         Image.fromarray(_to_u8(img)).save(io.BytesIO(), format='JPEG', quality=92)
     return len(plan['studies']) / max(time.process_time() - t0, 1e-9)
 
 # %% ../nbs/01_synthcxr.ipynb #e9053fc6
-CHEXPERT_LABELS = ['No Finding', 'Enlarged Cardiomediastinum', 'Cardiomegaly', 'Lung Opacity', 'Lung Lesion', 'Edema',
-                    'Consolidation', 'Pneumonia', 'Atelectasis', 'Pneumothorax', 'Pleural Effusion', 'Pleural Other',
-                    'Fracture', 'Support Devices']       # CheXpert's own column order (train.csv, valid.csv)
-_SINGLE = {'Atelectasis': 'atelectasis', 'Cardiomegaly': 'cardiomegaly', 'Consolidation': 'consolidation', 'Edema': 'edema',
-           'Pleural Effusion': 'effusion', 'Pneumothorax': 'pneumothorax', 'Fracture': 'fracture', 'Pneumonia': 'consolidation',
+CHEXPERT_LABELS = ['No Finding', 'Enlarged Cardiomediastinum', 'Cardiomegaly', 'Lung Opacity',
+                   'Lung Lesion', 'Edema', 'Consolidation', 'Pneumonia', 'Atelectasis',
+                   'Pneumothorax', 'Pleural Effusion', 'Pleural Other', 'Fracture',
+                   'Support Devices']       # CheXpert's own column order (train.csv, valid.csv)
+_SINGLE = {'Atelectasis': 'atelectasis', 'Cardiomegaly': 'cardiomegaly',
+           'Consolidation': 'consolidation', 'Edema': 'edema', 'Pleural Effusion': 'effusion',
+           'Pneumothorax': 'pneumothorax', 'Fracture': 'fracture', 'Pneumonia': 'consolidation',
            'No Finding': None}
 
 def _single_state(rng, finding):
     st = {f: (0, w) for f, (_, w) in _init_state(rng).items()}
     if finding:
         where = st[finding][1]
-        if finding == 'consolidation': where = str(rng.choice(['right upper lobe', 'right lower lobe', 'left upper lobe']))
+        if finding == 'consolidation':
+            where = str(rng.choice(['right upper lobe', 'right lower lobe', 'left upper lobe']))
         if finding == 'effusion': where = str(rng.choice(['right', 'left', 'bilateral']))
         st[finding] = (2, where)
     return st
 
 # %% ../nbs/01_synthcxr.ipynb #b70e3100
-def write_chexpert_like(root, n_per_class: int, seed: int = 0, size: int = 96, n_valid: int = 20) -> Path:
-    "A CheXpert-v1.0-small-shaped tree under `root` (`root/CheXpert-v1.0-small/...`); returns the dataset folder."
+def write_chexpert_like(root, n_per_class: int, seed: int = 0, size: int = 96,
+                        n_valid: int = 20) -> Path:
+    "A CheXpert-v1.0-small-shaped tree under `root`; returns its `CheXpert-v1.0-small` folder."
     root = Path(root); base = root/'CheXpert-v1.0-small'
     rng = np.random.default_rng([seed, 4242])
     rows = {'train': [], 'valid': []}
     classes = list(_SINGLE)
-    twice = {'Consolidation'}             # often worded "opacity" or hedged by a pneumonia remark: half as many are eligible
+    twice = {'Consolidation'}             # often an "opacity" or hedged: half as many are eligible
     jobs = [('train', c) for c in classes for _ in range(n_per_class * (2 if c in twice else 1))]
     jobs += [('valid', classes[i % len(classes)]) for i in range(n_valid)]
     for pid, (split, cls) in enumerate(jobs, 1):
         r = np.random.default_rng([seed, 4242, pid])
         f = _SINGLE[cls]; st = _single_state(r, f)
         view = 'PA' if r.random() < .6 else 'AP'
-        report, labels = write_report(st, None, {view, 'LATERAL'}, r, name_pneumonia=cls == 'Pneumonia')
+        report, labels = write_report(st, None, {view, 'LATERAL'}, r,
+                                      name_pneumonia=cls == 'Pneumonia')
         impression = report.split('IMPRESSION:')[1].strip()
         anat = _anatomy(r)
         sex, age = str(r.choice(['Male', 'Female'])), int(r.integers(18, 90))
         for k, v in enumerate([view] + (['LATERAL'] if r.random() < .3 else []), 1):
             fl = 'Frontal' if v != 'LATERAL' else 'Lateral'
             rel = f"CheXpert-v1.0-small/{split}/patient{pid:05d}/study1/view{k}_{fl.lower()}.jpg"
-            img = (draw_frontal if fl == 'Frontal' else draw_lateral)(size, int(size * .85) if fl == 'Frontal' else size, st, _study_params(r, anat, v), r)
+            img = (draw_frontal if fl == 'Frontal' else draw_lateral)(
+                size, int(size * .85) if fl == 'Frontal' else size, st,
+                _study_params(r, anat, v), r)
             (root/rel).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(_to_u8(img)).save(root/rel, quality=92)
-            rows[split].append(dict(Path=rel, Sex=sex, Age=age, **{'Frontal/Lateral': fl, 'AP/PA': v if fl == 'Frontal' else ''},
-                                    **{l: (float(labels[l]) if l in labels else np.nan) for l in CHEXPERT_LABELS},
+            rows[split].append(dict(Path=rel, Sex=sex, Age=age,
+                                    **{'Frontal/Lateral': fl,
+                                       'AP/PA': v if fl == 'Frontal' else ''},
+                                    **{l: (float(labels[l]) if l in labels else np.nan)
+                                       for l in CHEXPERT_LABELS},
                                     **{'Report Impression': impression}))
     for split, rs in rows.items():
         df = pd.DataFrame(rs)
-        if split == 'valid': df[CHEXPERT_LABELS] = df[CHEXPERT_LABELS].fillna(0.0)   # the real valid.csv has no blanks or -1
+        if split == 'valid': df[CHEXPERT_LABELS] = df[CHEXPERT_LABELS].fillna(0.0)  # as real
         df.to_csv(base/f'{split}.csv', index=False)
     return base
 
 # %% ../nbs/01_synthcxr.ipynb #9883032f
 def write_rsna_like(root, n: int, seed: int = 0, size: int = 96, p_pos: float = .3) -> Path:
-    "An RSNA-pneumonia-shaped tree at `root`: `stage_2_train_labels.csv` + `stage_2_train_images/<patientId>.dcm`."
+    """An RSNA-pneumonia-shaped tree at `root`: `stage_2_train_labels.csv` +
+    `stage_2_train_images/<patientId>.dcm`."""
     root = Path(root); (root/'stage_2_train_images').mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(n):
         r = np.random.default_rng([seed, 7777, i])
-        pid = f"{r.bytes(4).hex()}-{r.bytes(2).hex()}-{r.bytes(2).hex()}-{r.bytes(2).hex()}-{r.bytes(6).hex()}"
+        pid = (f"{r.bytes(4).hex()}-{r.bytes(2).hex()}-{r.bytes(2).hex()}-{r.bytes(2).hex()}-"
+               f"{r.bytes(6).hex()}")
         pos = r.random() < p_pos
         st = _single_state(r, 'consolidation' if pos else None)
         anat = _anatomy(r); p = _study_params(r, anat, 'PA' if r.random() < .5 else 'AP')
@@ -267,24 +305,28 @@ def write_rsna_like(root, n: int, seed: int = 0, size: int = 96, p_pos: float = 
             where = st['consolidation'][1]
             cx = 0.5 - anat['lung_dx'] if where.startswith('right') else 0.5 + anat['lung_dx']
             cy = 0.33 if 'upper' in where else 0.55
-            s = 1024 / 1.0                                             # boxes in the challenge's 1024² pixel frame
-            rows.append(dict(patientId=pid, x=round((cx - .11) * s, 1), y=round((cy - .09) * s, 1), width=round(.22 * s, 1),
-                             height=round(.18 * s, 1), Target=1))
-        else: rows.append(dict(patientId=pid, x=np.nan, y=np.nan, width=np.nan, height=np.nan, Target=0))
+            s = 1024 / 1.0                                   # boxes in the 1024² challenge frame
+            rows.append(dict(patientId=pid, x=round((cx - .11) * s, 1), y=round((cy - .09) * s, 1),
+                             width=round(.22 * s, 1), height=round(.18 * s, 1), Target=1))
+        else:
+            rows.append(dict(patientId=pid, x=np.nan, y=np.nan, width=np.nan, height=np.nan,
+                             Target=0))
     pd.DataFrame(rows).to_csv(root/'stage_2_train_labels.csv', index=False)
     return root
 
 # %% ../nbs/01_synthcxr.ipynb #40acda3d
 def ensure_chexpert_like(cfg: Config) -> Path:
-    "A cached CheXpert-shaped SynthCXR tree for `cfg`; returns the folder holding `train.csv`/`valid.csv` (`CheXpert-v1.0-small`)."
+    "A cached CheXpert-shaped SynthCXR tree for `cfg`; returns its `CheXpert-v1.0-small` folder."
     n = 3 * cfg.eval_per_class
     key = f"chexpert_n{n}_px{cfg.synth_image_size}_seed{cfg.seed}_v{GENERATOR_VERSION}"
     parent = _build_atomically(data_dir()/'synthcxr'/key,
-                               lambda r: write_chexpert_like(r, n, cfg.seed, cfg.synth_image_size, n_valid=max(20, cfg.eval_per_class)))
+                               lambda r: write_chexpert_like(r, n, cfg.seed, cfg.synth_image_size,
+                                                             n_valid=max(20, cfg.eval_per_class)))
     return parent/'CheXpert-v1.0-small'
 
 def ensure_rsna_like(cfg: Config) -> Path:
     "A cached RSNA-pneumonia-shaped SynthCXR tree for `cfg` (`stage_2_train_labels.csv` + DICOMs)."
     n = max(10 * cfg.eval_per_class, 60)
     key = f"rsna_n{n}_px{cfg.synth_image_size}_seed{cfg.seed}_v{GENERATOR_VERSION}"
-    return _build_atomically(data_dir()/'synthcxr'/key, lambda r: write_rsna_like(r, n, cfg.seed, cfg.synth_image_size))
+    return _build_atomically(data_dir()/'synthcxr'/key,
+                             lambda r: write_rsna_like(r, n, cfg.seed, cfg.synth_image_size))

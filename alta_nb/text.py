@@ -11,7 +11,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from transformers import BertConfig, BertForMaskedLM
 from .core import Config
-from .mrm import make_bert_config, condition_embeddings, special_token_ids, DEFAULT_SPECIAL_IDS
+from .mrm import (make_bert_config, condition_embeddings, special_token_ids,
+                         DEFAULT_SPECIAL_IDS)
 from .weights import read_state_dict, cxrbert_key_map
 from .adapters import add_bert_adapters
 
@@ -21,7 +22,7 @@ __all__ = ['ProjectionHead', 'TextTower', 'cxrbert_config', 'load_cxrbert_weight
 
 # %% ../nbs/08_text.ipynb #8bf05b4d
 class ProjectionHead(nn.Module):
-    "CXR-BERT's projection head: dense → GELU → LayerNorm(1e-12) → dense (`cxrbert.py::BertProjectionHead`)."
+    "CXR-BERT's projection head: dense → GELU → LayerNorm(1e-12) → dense (`BertProjectionHead`)."
     def __init__(self, in_dim: int, proj_dim: int):
         super().__init__()
         self.dense_to_hidden = nn.Linear(in_dim, proj_dim)
@@ -46,20 +47,26 @@ class TextTower(nn.Module):
 
     def check_ids(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         if input_ids.ndim != 2 or attention_mask.shape != input_ids.shape:
-            raise ValueError(f"input_ids/attention_mask: expected matching (B,L), got {tuple(input_ids.shape)} and {tuple(attention_mask.shape)}")
+            raise ValueError("input_ids/attention_mask: expected matching (B,L), got "
+                             f"{tuple(input_ids.shape)} and {tuple(attention_mask.shape)}")
         top = int(input_ids.max()) if input_ids.numel() else 0
         if top >= self.vocab_size:
-            raise ValueError(f"input_ids contain token id {top} but the text tower's vocabulary has {self.vocab_size} entries; "
-                             "use the tokenizer the model was built with")
+            raise ValueError(f"input_ids contain token id {top} but the text tower's vocabulary "
+                             f"has {self.vocab_size} entries; use the tokenizer the model was "
+                             "built with")
 
-    def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+    def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               condition: torch.Tensor | None = None) -> torch.Tensor:
         "(B,L,H) last hidden states; `condition` (B,H) is added to the embedding output when given."
         self.check_ids(input_ids, attention_mask)
         with condition_embeddings(self.mlm.bert.embeddings, condition):
-            return self.mlm.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return self.mlm.bert(input_ids=input_ids,
+                                 attention_mask=attention_mask).last_hidden_state
 
-    def global_embed(self, h: torch.Tensor) -> torch.Tensor: return self.cls_projection_head(h[:, 0])
-    def local_embed(self, h: torch.Tensor) -> torch.Tensor: return self.local_projection_head(h[:, 1:])
+    def global_embed(self, h: torch.Tensor) -> torch.Tensor:
+        return self.cls_projection_head(h[:, 0])
+    def local_embed(self, h: torch.Tensor) -> torch.Tensor:
+        return self.local_projection_head(h[:, 1:])
     def mlm_logits(self, h: torch.Tensor) -> torch.Tensor: return self.mlm.cls(h)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -67,27 +74,34 @@ class TextTower(nn.Module):
         return F.normalize(self.global_embed(self.hidden(input_ids, attention_mask)), dim=-1)
 
 # %% ../nbs/08_text.ipynb #affcb435
-_CONFIG_KEYS = ('vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size',
-                'max_position_embeddings', 'type_vocab_size', 'layer_norm_eps', 'hidden_act', 'pad_token_id')
+_CONFIG_KEYS = ('vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads',
+                'intermediate_size', 'max_position_embeddings', 'type_vocab_size', 'layer_norm_eps',
+                'hidden_act', 'pad_token_id')
 
 def cxrbert_config(path) -> tuple[BertConfig, int]:
     "BERT config and projection size from a local CXR-BERT folder's `config.json` (no hub access)."
     p = Path(path)
     cfg_file = p/'config.json'
     if not cfg_file.is_file():
-        raise FileNotFoundError(f"{cfg_file} not found; put BiomedVLP-CXR-BERT-specialized (config.json, weights, vocab.txt) "
-                                "in that folder or leave cfg.cxrbert_path empty to build the tower from the profile")
+        raise FileNotFoundError(f"{cfg_file} not found; put BiomedVLP-CXR-BERT-specialized "
+                                "(config.json, weights, vocab.txt) in that folder or leave "
+                                "cfg.cxrbert_path empty to build the tower from the profile")
     raw = json.loads(cfg_file.read_text())
-    missing = [k for k in ('vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads') if k not in raw]
-    if missing: raise ValueError(f"{cfg_file}: missing key(s) {missing}; expected a BERT/CXR-BERT config")
-    return BertConfig(**{k: raw[k] for k in _CONFIG_KEYS if k in raw}), int(raw.get('projection_size', 128))
+    missing = [k for k in ('vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads')
+               if k not in raw]
+    if missing:
+        raise ValueError(f"{cfg_file}: missing key(s) {missing}; expected a BERT/CXR-BERT config")
+    return (BertConfig(**{k: raw[k] for k in _CONFIG_KEYS if k in raw}),
+            int(raw.get('projection_size', 128)))
 
 # %% ../nbs/08_text.ipynb #7e68f05c
 def load_cxrbert_weights(tower: TextTower, path) -> dict:
     "Load CXR-BERT weights from a local folder into `tower` (before adapters are added)."
     p = Path(path)
     files = [f for f in (p/'model.safetensors', p/'pytorch_model.bin') if f.is_file()]
-    if not files: raise FileNotFoundError(f"no model.safetensors or pytorch_model.bin in {p}; put the CXR-BERT weights there")
+    if not files:
+        raise FileNotFoundError(f"no model.safetensors or pytorch_model.bin in {p}; put the "
+                                "CXR-BERT weights there")
     sd = read_state_dict(files[0])
     ours = tower.state_dict()
     mapped, unexpected = {}, []
@@ -95,12 +109,16 @@ def load_cxrbert_weights(tower: TextTower, path) -> dict:
         new = cxrbert_key_map(k)
         if new is None or new not in ours: unexpected.append(k); continue
         if tuple(v.shape) != tuple(ours[new].shape):
-            raise ValueError(f"{files[0].name}: key {k!r} has shape {tuple(v.shape)} but the tower expects {tuple(ours[new].shape)}")
+            raise ValueError(f"{files[0].name}: key {k!r} has shape {tuple(v.shape)} but the tower "
+                             f"expects {tuple(ours[new].shape)}")
         mapped[new] = v
     tied = {'mlm.cls.predictions.decoder.weight', 'mlm.cls.predictions.decoder.bias'}
-    missing = sorted(set(ours) - set(mapped) - tied - {k for k in ours if k.startswith('local_projection_head.')}
+    missing = sorted(set(ours) - set(mapped) - tied
+                     - {k for k in ours if k.startswith('local_projection_head.')}
                      - {k for k in ours if k.endswith('position_ids')})
-    if missing: raise ValueError(f"{files[0].name} lacks {len(missing)} key(s), e.g. {missing[:4]}; expected CXR-BERT weights")
+    if missing:
+        raise ValueError(f"{files[0].name} lacks {len(missing)} key(s), e.g. {missing[:4]}; "
+                         "expected CXR-BERT weights")
     tower.load_state_dict(mapped, strict=False)
     tower.local_projection_head.load_state_dict(tower.cls_projection_head.state_dict())
     return dict(loaded=len(mapped), unexpected=unexpected)
@@ -110,24 +128,27 @@ def load_cxrbert_tokenizer(path):
     "CXR-BERT's WordPiece tokenizer from a local folder (`vocab.txt`), no hub access."
     from transformers import BertTokenizerFast
     if not (Path(path)/'vocab.txt').is_file():
-        raise FileNotFoundError(f"{Path(path)/'vocab.txt'} not found; the CXR-BERT folder must contain its vocab.txt")
+        raise FileNotFoundError(f"{Path(path)/'vocab.txt'} not found; the CXR-BERT folder must "
+                                "contain its vocab.txt")
     return BertTokenizerFast.from_pretrained(str(path), local_files_only=True)
 
 def check_tokenizer(tower: TextTower, tokenizer) -> dict:
-    "One-line error unless `tokenizer` fits the tower (same vocabulary size, a [MASK] token); returns its special ids."
+    "One-line error unless `tokenizer` fits the tower (vocab size, [MASK]); returns its special ids"
     n = len(tokenizer)
     if n != tower.vocab_size:
-        raise ValueError(f"tokenizer has {n} tokens but the text tower's vocabulary has {tower.vocab_size}; "
-                         "build the model with this tokenizer (build_model(cfg, tokenizer=...)) or use the checkpoint's own")
+        raise ValueError(f"tokenizer has {n} tokens but the text tower's vocabulary has "
+                         f"{tower.vocab_size}; build the model with this tokenizer "
+                         "(build_model(cfg, tokenizer=...)) or use the checkpoint's own")
     return special_token_ids(tokenizer)
 
 # %% ../nbs/08_text.ipynb #d907b11c
 def build_text_tower(cfg: Config, tokenizer=None, adapters: bool = True) -> TextTower:
-    "The text tower of this config: CXR-BERT from `cfg.cxrbert_path` if set, else from the profile; adapters added."
+    "This config's text tower: CXR-BERT from `cfg.cxrbert_path` if set, else the profile's, adapted"
     if cfg.cxrbert_path:
         bcfg, proj = cxrbert_config(cfg.cxrbert_path)
         if proj != cfg.embed_dim:
-            raise ValueError(f"CXR-BERT at {cfg.cxrbert_path} projects to {proj} dims but cfg.embed_dim={cfg.embed_dim}")
+            raise ValueError(f"CXR-BERT at {cfg.cxrbert_path} projects to {proj} dims but "
+                             f"cfg.embed_dim={cfg.embed_dim}")
         tower = TextTower(bcfg, cfg.embed_dim)
         if tower.mlm.bert.embeddings.word_embeddings.weight.device.type != 'meta':
             load_cxrbert_weights(tower, cfg.cxrbert_path)

@@ -17,7 +17,7 @@ def threads_for(others: float, max_threads: int) -> int:
     return max(1, min(max_threads, int(max_threads - others + 0.5)))
 
 def machine_busy_seconds() -> float | None:
-    "CPU seconds all processes ran on this machine, summed over cores (`/proc/stat`); None without it."
+    "CPU seconds all processes ran on this machine, summed over cores (`/proc/stat`); None without."
     try:
         with open('/proc/stat') as f: ticks = [int(v) for v in f.readline().split()[1:]]
     except (OSError, ValueError): return None

@@ -15,27 +15,31 @@ __all__ = ['OFFICIAL_EXTRAS', 'read_state_dict', 'mrm_key_map', 'cxrbert_key_map
 
 # %% ../nbs/05_mrm.ipynb #d007a7d7
 def read_state_dict(path_or_state) -> dict:
-    "A state dict from a dict, a `.safetensors` file or a torch checkpoint (`weights_only=True`; `{'model': …}` unwrapped)."
+    "A state dict from a dict, `.safetensors` or torch checkpoint (`{'model': …}` unwrapped)."
     if isinstance(path_or_state, dict): sd = path_or_state
     else:
         p = Path(path_or_state)
         if not p.is_file():
             raise FileNotFoundError(f"checkpoint {p} not found; put the official MRM.pth there "
-                                    "(from the RL4M/MRM-pytorch release) or set cfg.mrm_checkpoint to its path")
+                                    "(from the RL4M/MRM-pytorch release) or set cfg.mrm_checkpoint "
+                                    "to its path")
         if p.suffix == '.safetensors': sd = load_file(str(p))
         else:
             try: sd = torch.load(p, map_location='cpu', weights_only=True)
-            except Exception as e: raise ValueError(f"checkpoint {p}: cannot be read as a torch state dict ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+            except Exception as e:
+                raise ValueError(f"checkpoint {p}: cannot be read as a torch state dict "
+                                 f"({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
     if 'model' in sd and isinstance(sd['model'], dict): sd = sd['model']
     if not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ValueError("checkpoint: expected a mapping of parameter names to tensors (optionally under 'model')")
+        raise ValueError("checkpoint: expected a mapping of parameter names to tensors (optionally "
+                         "under 'model')")
     return {k.removeprefix('module.'): v for k, v in sd.items()}
 
 # %% ../nbs/05_mrm.ipynb #d1be475f
-OFFICIAL_EXTRAS = ('bert_encoder.', 'bert_mlp.')   # MRM's own report decoder: ALTA replaces it by CXR-BERT
+OFFICIAL_EXTRAS = ('bert_encoder.', 'bert_mlp.')   # MRM's report decoder: ALTA uses CXR-BERT
 
 def mrm_key_map(key: str) -> str | None:
-    "Official MRM/ALTA name → our name under `vit.`/`decoder.` (None = not part of the encoder/decoder)."
+    "Official MRM/ALTA name → our name under `vit.`/`decoder.` (None = not encoder/decoder)."
     if key.startswith(('patch_embed.', 'blocks.', 'norm.')) or key in ('cls_token', 'pos_embed'):
         return 'vit.' + key
     for old, new in (('decoder_embed.', 'decoder.embed.'), ('decoder_blocks.', 'decoder.blocks.'),
@@ -44,7 +48,7 @@ def mrm_key_map(key: str) -> str | None:
     return {'mask_token': 'decoder.mask_token', 'decoder_pos_embed': 'decoder.pos_embed'}.get(key)
 
 def cxrbert_key_map(key: str, mrm_mlm: bool = False) -> str | None:
-    "CXR-BERT name → the text tower's (`bert.*`/`cls.*` → `mlm.*`); `mrm_mlm` also passes the kit MRM's `mlm.*` (None = no place)."
+    "CXR-BERT name → the text tower's (`bert.*`/`cls.*` → `mlm.*`; None = no place)."
     if key.startswith(('bert.', 'cls.')): return 'mlm.' + key
     if key.startswith('cls_projection_head.') or (mrm_mlm and key.startswith('mlm.')): return key
     return None
@@ -53,15 +57,17 @@ def cxrbert_key_map(key: str, mrm_mlm: bool = False) -> str | None:
 def unwrap(model: nn.Module) -> nn.Module:
     "The module inside DDP / torch.compile wrappers."
     while True:
-        if hasattr(model, 'module') and isinstance(model, nn.parallel.DistributedDataParallel): model = model.module
+        if hasattr(model, 'module') and isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
         elif hasattr(model, '_orig_mod'): model = model._orig_mod
         else: return model
 
 def model_state(model: nn.Module) -> tuple[dict, dict]:
-    "(tensors, aliases): the state dict with each shared storage once, and `{alias: stored_name}` for the rest."
+    "(tensors, aliases): state dict, each shared storage once; `{alias: stored_name}` for others."
     tensors, aliases, seen = {}, {}, {}
     for k, v in unwrap(model).state_dict().items():
-        key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape), tuple(v.stride())) if v.device.type != 'meta' else k
+        key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape),
+               tuple(v.stride())) if v.device.type != 'meta' else k
         if key in seen: aliases[k] = seen[key]; continue
         seen[key] = k; tensors[k] = v.detach().contiguous().cpu()
     return tensors, aliases
@@ -77,22 +83,26 @@ def save_weights(model: nn.Module, path) -> Path:
     return path
 
 def load_weights(model: nn.Module, path, strict: bool = True) -> nn.Module:
-    "Load a safetensors file into `model`; one-line errors for a missing/truncated file or a mismatching key."
+    "Load a safetensors file into `model`; one-line errors for a missing/bad file or mismatched key"
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"checkpoint weights not found: {path}")
     try: sd = load_file(str(path))
-    except Exception as e: raise ValueError(f"checkpoint {path} is unreadable (truncated or not safetensors): {str(e).splitlines()[0]}") from None
+    except Exception as e:
+        raise ValueError(f"checkpoint {path} is unreadable (truncated or not safetensors): "
+                         f"{str(e).splitlines()[0]}") from None
     own = unwrap(model).state_dict()
     for k, v in own.items():
         if k in sd and tuple(sd[k].shape) != tuple(v.shape):
-            raise ValueError(f"checkpoint {path} does not fit this model (another config?): first mismatching key {k!r} "
-                             f"has shape {tuple(sd[k].shape)} in the file, {tuple(v.shape)} in the model")
+            raise ValueError(f"checkpoint {path} does not fit this model (another config?): first "
+                             f"mismatching key {k!r} has shape {tuple(sd[k].shape)} in the file, "
+                             f"{tuple(v.shape)} in the model")
     _, aliases = model_state(model)
     missing = [k for k in own if k not in sd and k not in aliases]
     unexpected = [k for k in sd if k not in own]
     if strict and (missing or unexpected):
         k = (missing or unexpected)[0]
-        raise ValueError(f"checkpoint {path} does not fit this model: key {k!r} is {'missing from the file' if missing else 'not in the model'}"
-                         f" ({len(missing)} missing, {len(unexpected)} unexpected)")
+        raise ValueError(f"checkpoint {path} does not fit this model: key {k!r} is "
+                         f"{'missing from the file' if missing else 'not in the model'} "
+                         f"({len(missing)} missing, {len(unexpected)} unexpected)")
     unwrap(model).load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
     return model

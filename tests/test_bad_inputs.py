@@ -11,7 +11,8 @@ from PIL import Image
 from alta_nb.core import get_config
 from alta_nb.synthcxr import write_synthcxr, write_dicom, ensure_chexpert_like, ensure_rsna_like
 from alta_nb.synth_progression import plan_synthcxr
-from alta_nb.mimic import build_alta_table, build_alta_table_from_csv, read_metadata, read_checked_csv, SPLIT_COLUMNS, find_csv
+from alta_nb.mimic import build_alta_table, read_metadata, read_checked_csv, SPLIT_COLUMNS, find_csv
+from alta_nb.flatcsv import build_alta_table_from_csv
 from alta_nb.images import read_image, preprocess_u8, without_dicom_decoders, pydicom_testfile
 from alta_nb.data import read_alta_table, study_dataloader, alta_table, StudyDataset, train_tokenizer, study_root
 from alta_nb.readers import read_chexpert_csv, read_rsna

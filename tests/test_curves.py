@@ -5,8 +5,8 @@ import pytest, torch
 from torch.utils.data import DataLoader, default_collate
 from alta_nb.core import get_config, seed_everything
 from alta_nb.learner import ToyStudies, ToyStudyModel
-from alta_nb.train import fit, list_epoch_weights, load_epoch_weights
-from alta_nb.ablations import flops_to_match, compute_curve
+from alta_nb.train import fit; from alta_nb.stability import list_epoch_weights, load_epoch_weights
+from alta_nb.curves import flops_to_match, compute_curve
 
 def toy_fit(run_dir, epochs, **kw):
     "The toy model (patch embedding frozen) trained by the kit's `fit` for `epochs`; one cosine of 3 epochs whatever `epochs`."

@@ -14,8 +14,9 @@ from alta_nb.eval_sets import (CHEXPERT_5, CHEXPERT_8, CHEXPERT_LABELS, RSNA_CLA
                                rsna_patient_labels, shipped_set, shipped_sums, write_id_list)
 from alta_nb.retrieval import (CHEXPERT8_TEXT_QUERIES, NEGATION_FINDINGS, bootstrap_ci, clean_text, img2txt, mean_pairwise_cos,
                                negation_cos, precision_at_k, rank_candidates, similarity)
-from alta_nb.evaluate import (THRESHOLDS, EvalSuite, auroc, best_threshold, binary_counts_metrics, class_prompts,
-                              cv_threshold_metrics, evaluate, multiclass_zeroshot, rsna_zeroshot)
+from alta_nb.evaluate import EvalSuite, evaluate
+from alta_nb.zeroshot import (THRESHOLDS, auroc, best_threshold, binary_counts_metrics, class_prompts,
+                              cv_threshold_metrics, multiclass_zeroshot, rsna_zeroshot)
 
 # ---------------------------------------------------------------- P@K, hand-made
 def test_p_at_k_known_answers():
@@ -462,7 +463,7 @@ def _raw_tok(texts, **kw):
 
 def test_prompt_ensemble_averages_raw_projections():
     from types import SimpleNamespace
-    from alta_nb.evaluate import ensemble_class_embeddings, raw_text_projection
+    from alta_nb.zeroshot import ensemble_class_embeddings, raw_text_projection
     cfg, m = SimpleNamespace(max_text_len=8), _RawModel()
     ids = torch.tensor([[1], [2]])
     assert raw_text_projection(m, ids, torch.ones_like(ids)).tolist() == [[1.0, 0.0], [0.0, 10.0]]   # before the norm
@@ -484,7 +485,7 @@ def test_real_suite_says_which_lists_it_uses(tmp_path, capsys):
 def test_raw_projection_of_the_kit_models_is_encode_text_before_its_norm():
     from alta_nb.alta import build_model
     from alta_nb.data import train_tokenizer
-    from alta_nb.evaluate import raw_text_projection
+    from alta_nb.zeroshot import raw_text_projection
     cfg = get_config('smoke')
     tok = train_tokenizer(['there is mild edema', 'no pneumonia seen', 'the heart is enlarged'] * 20, vocab_size=200)
     t = tok(['there is mild edema', 'no pneumonia'], padding=True, return_tensors='pt')
@@ -496,7 +497,7 @@ def test_raw_projection_of_the_kit_models_is_encode_text_before_its_norm():
         assert not torch.allclose(r.norm(dim=-1), torch.ones(2)), kind              # really before the norm
 
 def test_rsna_official_pixels_scale_by_the_image_max_without_luts(tmp_path):
-    from alta_nb.evaluate import OfficialRSNAImages, resolve_rsna_pixels, rsna_official_u8
+    from alta_nb.zeroshot import OfficialRSNAImages, resolve_rsna_pixels, rsna_official_u8
     from alta_nb.images import image_transform, read_dicom
     from alta_nb.synthcxr import write_dicom
     raw = np.array([[0, 100, 200, 300], [50, 1000, 3, 7], [400, 500, 600, 2]], np.uint16)   # 12-bit-like, max 1000

@@ -5,7 +5,7 @@ from torch.utils.data import DataLoader, default_collate
 from alta_nb.core import get_config, seed_everything
 from alta_nb.learner import (Learner, Callback, EVENTS, ToyStudies, ToyStudyModel, ScheduleCB, ClipCB, NaNStopCB, HistoryCB,
                              ProgressCB, EvalCB, LambdaCB)
-from alta_nb.train import MixedPrecisionCB, AccumulateCB, DDPCB, CheckpointCB, HeadCentringCB, fit
+from alta_nb.scaling import MixedPrecisionCB, AccumulateCB, DDPCB; from alta_nb.stability import CheckpointCB, HeadCentringCB; from alta_nb.train import fit
 
 def toy(tmp_path, **kw):
     cfg = get_config('smoke', batch_size=8, epochs=2, lr=3e-3, warmup_epochs=0.5, ckpt_every=0, keep_ckpts=2, device='cpu').replace(**kw)
@@ -99,7 +99,7 @@ def test_checkpoint_resume_is_exact(tmp_path):
         return m, Learner(m, dl, cfg, d, [CheckpointCB(resume), ScheduleCB(), HistoryCB()]).fit()
     full_m, full = run(tmp_path/'full', False)
     import shutil; shutil.copytree(tmp_path/'full', tmp_path/'cut')
-    from alta_nb.train import list_checkpoints
+    from alta_nb.stability import list_checkpoints
     assert [p.name for p in list_checkpoints(tmp_path/'cut')] == ['ckpt_00000015', 'ckpt_00000016']
     shutil.rmtree(list_checkpoints(tmp_path/'cut')[-1])          # died after step 15
     cut_m, cut = run(tmp_path/'cut', True)
@@ -159,7 +159,7 @@ def test_decay_rules_on_the_alta_model():
     assert 'image.temporal_embedding' in trainable               # the kit's old 'time_embed' pattern missed it
 
 def test_clamp_scales_after_every_update(tmp_path):
-    from alta_nb.train import ClampScalesCB
+    from alta_nb.stability import ClampScalesCB
     cfg, dl = toy(tmp_path, max_steps=1)
     for start, want in ((5.0, math.log(100)), (-0.5, 0.0), (2.0, None)):
         seed_everything(0); m = ToyStudyModel(); m.logit_scale.data.fill_(start)

@@ -70,6 +70,19 @@ def test_notebook_cells_are_short_and_exports_follow_prose():
     assert not long, f'code cells over {MAX_CELL_LINES} lines (split them, each piece after a short markdown paragraph):\n' + '\n'.join(long)
     assert not no_prose, '\n'.join(no_prose)
 
+MAX_CODE_CHARS = 100
+
+def test_code_lines_are_short():
+    "No code line over 100 characters in any notebook's code cells."
+    import json
+    long = []
+    for nb in sorted((ROOT/'nbs').glob('*.ipynb')):
+        for i, c in enumerate(json.loads(nb.read_text())['cells']):
+            if c['cell_type'] != 'code': continue
+            long += [f'{nb.name} cell {i}: {len(l)} chars: {l.strip()[:60]}'
+                     for l in _source(c).split('\n') if len(l) > MAX_CODE_CHARS]
+    assert not long, f'code lines over {MAX_CODE_CHARS} characters (wrap or shorten them):\n' + '\n'.join(long)
+
 def test_modules_are_short():
     "No exported module over 350 lines (the generated index `_modidx.py` aside)."
     sizes = {p.name: len(p.read_text().splitlines()) for p in sorted((ROOT/'alta_nb').glob('*.py')) if p.name != '_modidx.py'}

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest, torch
 from safetensors.torch import load_file
 from conftest import ROOT, BIN, tail
-from alta_nb.train import list_checkpoints, fit; from alta_nb.weights import load_weights, save_weights; from alta_nb.learner import ToyStudyModel, ToyStudies, micro_batch_size
+from alta_nb.stability import list_checkpoints; from alta_nb.train import fit; from alta_nb.weights import load_weights, save_weights; from alta_nb.learner import ToyStudyModel, ToyStudies, micro_batch_size
 from alta_nb.core import get_config
 
 WORKER = ROOT/'tests'/'train_worker.py'

@@ -10,7 +10,7 @@ import torch
 torch.set_num_threads(1)          # bitwise reproducibility across processes needs the same reduction order
 from torch.utils.data import DataLoader, default_collate
 from alta_nb.core import get_config, seed_everything
-from alta_nb.learner import ToyStudies, ToyStudyModel, loader_tokenizer, pad_text; from alta_nb.train import fit, init_distributed; from alta_nb.weights import save_weights
+from alta_nb.learner import ToyStudies, ToyStudyModel, loader_tokenizer, pad_text; from alta_nb.train import fit; from alta_nb.scaling import init_distributed; from alta_nb.weights import save_weights
 
 def setup(kind: str, deterministic_forward: bool = False):
     "(model, dataloader, cfg) for the test runs; `toy` needs nothing else, `alta` uses the real data and model layers."
