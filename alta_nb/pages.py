@@ -7,11 +7,12 @@ from __future__ import annotations
 import ast, importlib.util, inspect, json, re, shutil
 from pathlib import Path
 from .core import PROFILES, get_config
+from .conclusions import CONCLUSIONS, what_this_shows
 
 # %% auto #0
 __all__ = ['MATHJAX_CONFIG', 'PROFILE_NOTES', 'BANNER', 'GRIFFE_EXT', 'mathjax_static', 'mathjax_version', 'stage_mathjax',
            'stage_theme', 'site_extra', 'fmt_metric', 'lesson_results', 'teach_results_page', 'stage_teach',
-           'headline_table', 'real_data_page', 'stage_gallery', 'patched_methods', 'stage_griffe']
+           'teach_shows', 'headline_table', 'real_data_page', 'stage_gallery', 'patched_methods', 'stage_griffe']
 
 # %% ../nbs/95_pages.ipynb #94e5f4b8
 MATHJAX_CONFIG = 'TeX-AMS-MML_HTMLorMML-full,Safe'      # a combined configuration the package ships
@@ -54,7 +55,9 @@ BANNER = """{% extends "base.html" %}
 {%- if p == 'smoke' and config.extra.teach %}{% set here = page.file.name in config.extra.teach %}
 The teach run's numbers{% if here %} for this lesson{% endif %}:
 <a href="{{ base_url }}/teach_results.html
-{%- if here %}#teach-{{ page.file.name }}{% endif %}">Teach results</a>.{% endif %}</p>
+{%- if here %}#teach-{{ page.file.name }}{% endif %}">Teach results</a>.
+{%- if here and config.extra.teach[page.file.name] %} <span class="alta-teach-shows">In the teach
+run: {{ config.extra.teach[page.file.name] }}</span>{% endif %}{% endif %}</p>
 {% endif %}{% endblock %}
 """
 
@@ -65,8 +68,9 @@ def stage_theme(stage) -> str:
     return 'overrides'
 
 def site_extra(profile: str, teach_stems=()) -> dict:
-    "`extra` of `mkdocs.yml`: the site's profile, the notes, the lessons of the teach results."
-    return {'profile': profile, 'notes': PROFILE_NOTES, 'teach': list(teach_stems or [])}
+    "`extra` of `mkdocs.yml`: profile, notes, `{teach lesson: its *What this shows* (HTML)}`."
+    teach = teach_stems if isinstance(teach_stems, dict) else dict.fromkeys(teach_stems or [], '')
+    return {'profile': profile, 'notes': PROFILE_NOTES, 'teach': dict(teach)}
 
 # %% ../nbs/95_pages.ipynb #6b93596b
 def fmt_metric(v) -> str:
@@ -86,6 +90,8 @@ def lesson_results(stem: str, title: str, ms: dict, secs=None, figs=(), page: st
     ran = f'Ran in {secs:.0f} s of the teach run' if timed else 'Run time not recorded'
     link = f'; the lesson page shows the `{page}` run: [{stem}]({stem}.ipynb).' if page else '.'
     L += [ran + link, '']
+    if ms and stem in CONCLUSIONS:
+        L += ['**What this shows.** ' + what_this_shows(stem, ms, 'teach'), '']
     if not ms: L.append('*This lesson saves no metrics: its code and figures are what it teaches.*')
     elif len(ms) <= 20: L += _metric_rows(ms)
     else: L += [f'??? info "The {len(ms)} metrics of {stem}"', ''] + _metric_rows(ms, '    ')
@@ -119,14 +125,22 @@ def teach_results_page(fig_dir, titles: dict, on_site=(), head=(), site_profile:
     return '\n'.join(L) + '\n'
 
 def stage_teach(fig_dir, docs, titles: dict, on_site=(), head=(), site_profile: str = ''):
-    "Write `docs/teach_results.md` and its figures (`docs/teach/`); the lessons covered, or `None`."
+    "Write `docs/teach_results.md` and its figures (`docs/teach/`); `teach_shows`, or `None`."
     fig_dir, docs = Path(fig_dir), Path(docs)
     if not (fig_dir/'metrics.json').is_file(): return None
     (docs/'teach').mkdir(parents=True, exist_ok=True)
     for p in [*fig_dir.glob('*.png'), *fig_dir.glob('*.csv')]: shutil.copy2(p, docs/'teach'/p.name)
     page = teach_results_page(fig_dir, titles, on_site, head, site_profile)
     (docs/'teach_results.md').write_text(page)
-    return list(json.loads((fig_dir/'metrics.json').read_text()))
+    return teach_shows(json.loads((fig_dir/'metrics.json').read_text()))
+
+def teach_shows(metrics: dict) -> dict:
+    "`{lesson: HTML}`: each teach lesson's *What this shows* (94_conclusions), for its banner."
+    import markdown
+    def html(stem, ms):
+        text = what_this_shows(stem, ms, 'teach').split('\n\n*Profile')[0]
+        return re.sub(r'^<p>|</p>$', '', markdown.markdown(text).strip())
+    return {s: html(s, ms) if ms and s in CONCLUSIONS else '' for s, ms in metrics.items()}
 
 # %% ../nbs/95_pages.ipynb #3f3bab39
 def headline_table(pvo_text: str) -> list[str]:

@@ -157,7 +157,20 @@ def lesson_defects(run_nb: Path, page: Path, dom: str) -> list[str]:
     if len(inline) < n_png: bad.append(f'{name}: {n_png} figures in the notebook, {len(inline)} on the page')
     for src in p.imgs: check_img(page, src)
     bad += [f'{name}: remote {r}' for r in p.refs if 'http' in r]
-    return bad
+    return bad + conclusion_defects(name, dom)
+
+
+def conclusion_defects(name: str, dom: str) -> list[str]:
+    "The page ends with *What this shows* and the paragraph its run generated (its profile note, no template)."
+    heads = [h.strip().rstrip('¶').strip() for h in Page(dom).h2]
+    if not heads or heads[-1] != 'What this shows':
+        return [f'{name}: the page does not end with "What this shows" (last headings {heads[-2:]})']
+    tail = re.sub(r'<script\b.*?</script>', ' ', dom[dom.rfind('What this shows'):], flags=re.S)
+    text = re.sub(r'<[^>]+>', ' ', tail)
+    if not re.search(r'Profile\s+\w+\s*:', text):
+        return [f'{name}: no generated paragraph after "What this shows"']
+    m = re.search(r'\{\w+|\bnan\b|PLACEHOLDER', text)
+    return [f'{name}: a template is left in "What this shows": {m[0]!r}'] if m else []
 
 
 def kit_all(lib=ROOT/'alta_nb') -> dict:
@@ -369,6 +382,9 @@ def test_teach_results_are_published(site, doms):
     metrics = json.loads((ROOT/'figures'/'teach'/'metrics.json').read_text())
     bad = teach_defects(doms, metrics)
     assert bad == [], '\n'.join(bad[:20])
+    from alta_nb.conclusions import CONCLUSIONS
+    told = [st for st, ms in metrics.items() if ms and st in CONCLUSIONS]     # each lesson's paragraph, generated
+    assert told and doms['teach_results'].count('What this shows.') == len(told)
     imgs = [s for s in Page(doms['teach_results']).imgs if s.startswith('teach/')]
     assert len(imgs) == len(list((ROOT/'figures'/'teach').glob('*.png')))
     for src in imgs: check_img(site[0]/'teach_results.html', src)
@@ -443,6 +459,7 @@ def test_each_defect_put_back_is_caught(smoke_run, tmp_path, monkeypatch):
         '91_papermill': ({'_HIDDEN_TAGS': set()}, None),                              # papermill's parameter cells shown
         '92_tqdm': ({}, add_output(warn, 'stderr')),                                  # the environment warns again
         '93_paths': ({'relative_paths': lambda t, s: t}, add_output(f'run_dir: {RUN}/06_adapters\n', 'stdout')),
+        '94_conclusion': ({}, lambda nb: nb.cells.__delitem__(slice(-2, None))),        # no closing paragraph
     }
     for name, (patches, edit) in variants.items():
         nb = nbformat.read(lesson, as_version=4)
@@ -467,4 +484,5 @@ def test_each_defect_put_back_is_caught(smoke_run, tmp_path, monkeypatch):
     assert any('injected-parameters' in b for b in found['91_papermill']), found['91_papermill']
     assert any('tqdm stderr block' in b for b in found['92_tqdm']), found['92_tqdm']
     assert any(b.startswith('93_paths.html: absolute path') for b in path_defects(out))
+    assert any('does not end with "What this shows"' in b for b in found['94_conclusion']), found['94_conclusion']
     assert any(f"no entry for {alls['adapters'][-1]}" in b for b in api_defects(out, alls, {'adapters': doms['api_short']}, hrefs))

@@ -88,3 +88,18 @@ def test_modules_are_short():
     sizes = {p.name: len(p.read_text().splitlines()) for p in sorted((ROOT/'alta_nb').glob('*.py')) if p.name != '_modidx.py'}
     long = [f'alta_nb/{n}: {k} lines' for n, k in sizes.items() if k > MAX_MODULE_LINES]
     assert not long, f'modules over {MAX_MODULE_LINES} lines (split the notebook):\n' + '\n'.join(long)
+
+
+def test_every_lesson_ends_with_what_this_shows():
+    "Each lesson papermill runs ends with `## What this shows` and the cell that writes it from the run."
+    import json
+    from alta_nb.reproduce import find_notebooks
+    bad = []
+    for nb in find_notebooks(ROOT/'nbs'):
+        cells = [c for c in json.loads(nb.read_text())['cells'] if _source(c).strip()]
+        head, last = cells[-2], cells[-1]
+        if not (head['cell_type'] == 'markdown' and _source(head).lstrip().startswith('## What this shows')):
+            bad.append(f'{nb.name}: the second-last cell is not a `## What this shows` heading')
+        elif not (last['cell_type'] == 'code' and f"what_this_shows('{nb.stem}'" in _source(last)):
+            bad.append(f"{nb.name}: the last cell does not call what_this_shows('{nb.stem}', ...)")
+    assert not bad, '\n'.join(bad)
