@@ -15,7 +15,7 @@ from alta_nb.docs import build_docs, lesson_notebooks, remote_refs
 
 CHROMIUM = Path('/usr/bin/chromium')
 RUN = runs_dir()/'smoke'
-TOOLS = ('pages', 'goldens', 'status', 'docs', 'reproduce')   # tool notebooks 95-99: no lesson page
+TOOLS = ('conclusions', 'pages', 'goldens', 'status', 'docs', 'reproduce')   # tool notebooks 94-99: no lesson page
 VOID = {'area', 'base', 'br', 'col', 'embed', 'hr', 'img', 'input', 'link', 'meta', 'source', 'track', 'wbr'}
 
 
@@ -165,9 +165,10 @@ def conclusion_defects(name: str, dom: str) -> list[str]:
     heads = [h.strip().rstrip('¶').strip() for h in Page(dom).h2]
     if not heads or heads[-1] != 'What this shows':
         return [f'{name}: the page does not end with "What this shows" (last headings {heads[-2:]})']
-    tail = re.sub(r'<script\b.*?</script>', ' ', dom[dom.rfind('What this shows'):], flags=re.S)
-    text = re.sub(r'<[^>]+>', ' ', tail)
-    if not re.search(r'Profile\s+\w+\s*:', text):
+    tail = dom[dom.rfind('What this shows'):]
+    out = tail.rfind('data-mime-type="text/markdown"')            # the paragraph the last cell wrote
+    text = re.sub(r'<[^>]+>', ' ', re.sub(r'<script\b.*?</script>', ' ', tail[out:], flags=re.S))
+    if out < 0 or not re.search(r'Profile\s+\w+\s*:', text):
         return [f'{name}: no generated paragraph after "What this shows"']
     m = re.search(r'\{\w+|\bnan\b|PLACEHOLDER', text)
     return [f'{name}: a template is left in "What this shows": {m[0]!r}'] if m else []
