@@ -51,7 +51,8 @@ PROFILE_NOTES = {
 BANNER = """{% extends "base.html" %}
 {% block extrahead %}{{ super() }}<style>.md-grid{max-width:90rem}
 .jupyter-wrapper .highlight-ipynb pre{font-size:11px!important}
-.jupyter-wrapper .jp-InputPrompt,.jupyter-wrapper .jp-OutputPrompt{display:none!important}</style>{% endblock %}
+.jupyter-wrapper .jp-InputPrompt,
+.jupyter-wrapper .jp-OutputPrompt{display:none!important}</style>{% endblock %}
 {% block announce %}{% if page %}{% set p = page.meta.profile or config.extra.profile %}
 <p class="alta-profile" data-profile="{{ p }}">Profile <code>{{ p }}</code>:
 {{ config.extra.notes[p] }}
