@@ -150,6 +150,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'alta_nb.conclusions._18b_curves': ('conclusions.html#_18b_curves', 'alta_nb/conclusions.py'),
                                      'alta_nb.conclusions._19_paper': ('conclusions.html#_19_paper', 'alta_nb/conclusions.py'),
                                      'alta_nb.conclusions._20_beyond': ('conclusions.html#_20_beyond', 'alta_nb/conclusions.py'),
+                                     'alta_nb.conclusions._beyond': ('conclusions.html#_beyond', 'alta_nb/conclusions.py'),
                                      'alta_nb.conclusions._ev_abl': ('conclusions.html#_ev_abl', 'alta_nb/conclusions.py'),
                                      'alta_nb.conclusions._ev_vs': ('conclusions.html#_ev_vs', 'alta_nb/conclusions.py'),
                                      'alta_nb.conclusions._tp_vs': ('conclusions.html#_tp_vs', 'alta_nb/conclusions.py'),

@@ -302,9 +302,10 @@ def _19_paper(m: dict) -> list[str]:
             f"{fmt(m['paper_alta_gflop_per_study'])} GFLOP a study."] if m else []
 
 # %% ../nbs/94_conclusions.ipynb #e771f78e
+def _beyond(x, sx, y, sy) -> bool: return abs(x - y) > sx + sy   # report.larger_than_spread's rule
 def _ev_abl(m, a, b, k):      # means of variants a, b on `abl_` metric k; beyond sd_a + sd_b?
     (x, sx), (y, sy) = [(m.get(f'abl_{v}_{k}_mean'), m.get(f'abl_{v}_{k}_sd')) for v in (a, b)]
-    return None if x is None or y is None else (x, y, abs(x - y) > sx + sy)
+    return None if x is None or y is None else (x, y, _beyond(x, sx, y, sy))
 @conclusion('18_ablations')
 def _18_ablations(m: dict) -> list[str]:
     n, r = m.get('abl_seeds', 0), [[x for k in _EV if (x := _ev_abl(m, 'alta_multiview', b, k))]
@@ -338,6 +339,6 @@ def _20_beyond(m: dict) -> list[str]:
                 f"ALTA's multiview input (Sec. 3.2) scores balanced accuracy {fmt(a)} ± {fmt(sa)}, "
                 f"{_ev_vs(a, b)} the same model with the {w} masked ({fmt(b)}; chance {fmt(ch)}), "
                 + ('one seed: no spread.' if one else
-                   f"{'beyond' if abs(a - b) > sa + sb else 'within'} the seed spread.")
+                   f"{'beyond' if _beyond(a, sa, b, sb) else 'within'} the seed spread.")
                 ] if None not in (a, b) else []
     return out
