@@ -268,6 +268,7 @@ def _15_eval_retrieval(m: dict) -> list[str]:
 _EV = {'zeroshot_chexpert_acc': '5x200 zero-shot accuracy', 'txt2img_p_at_10': 'text→image P@10',
        'img2img_p_at_10': '', 'img2txt_p_at_10': '', 'rsna_auroc': ''}
 def _ev_vs(a, b) -> str: return 'above' if a > b else 'level with' if a == b else 'below'
+def _beyond(x, sx, y, sy) -> bool: return abs(x - y) > sx + sy   # report.larger_than_spread's rule
 @conclusion('16_eval_zeroshot')
 def _16_eval_zeroshot(m: dict) -> list[str]:
     g = lambda v, k='zeroshot_chexpert_acc': m.get(f'{v}_{k}')
@@ -302,7 +303,6 @@ def _19_paper(m: dict) -> list[str]:
             f"{fmt(m['paper_alta_gflop_per_study'])} GFLOP a study."] if m else []
 
 # %% ../nbs/94_conclusions.ipynb #e771f78e
-def _beyond(x, sx, y, sy) -> bool: return abs(x - y) > sx + sy   # report.larger_than_spread's rule
 def _ev_abl(m, a, b, k):      # means of variants a, b on `abl_` metric k; beyond sd_a + sd_b?
     (x, sx), (y, sy) = [(m.get(f'abl_{v}_{k}_mean'), m.get(f'abl_{v}_{k}_sd')) for v in (a, b)]
     return None if x is None or y is None else (x, y, _beyond(x, sx, y, sy))
