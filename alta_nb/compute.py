@@ -235,5 +235,6 @@ def equal_compute_epochs(cfg: Config) -> tuple[int, dict]:
     "Epochs for `clip_scratch` matching ALTA's training FLOPs (MRM + alignment) at `cfg`'s size."
     f = {k: step_flops(cfg, k, batch_size=2, device='meta')['flops_per_sample']
          for k in ('mrm', 'alta', 'clip_scratch')}
-    budget = f['mrm'] * cfg.mrm_epochs + f['alta'] * cfg.epochs
+    corpus = (cfg.pretrain_subjects or cfg.n_subjects) / cfg.n_subjects   # MRM's data / ALTA's
+    budget = f['mrm'] * cfg.mrm_epochs * corpus + f['alta'] * cfg.epochs
     return max(1, int(round(budget / f['clip_scratch']))), f

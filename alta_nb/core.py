@@ -23,6 +23,7 @@ class _DataConfig:
     profile: str = 'smoke'
     seed: int = 0
     pretrain_seed: int = -1         # seed of the pretraining stages; -1 = `seed`
+    pretrain_subjects: int = 0      # SynthCXR size of the pretraining stages; 0 = `n_subjects`
     device: str = 'auto'            # 'auto' = cuda → mps → cpu
     threads: int = 0                # torch CPU threads; 0 = torch's default (smoke: 1)
     data_root: str = ''             # a MIMIC-CXR(-JPG)-shaped root; '' = SynthCXR
@@ -54,6 +55,8 @@ class _ModelConfig(_DataConfig):
     head_init: str = 'default'      # 'default' (official), 'centered', 'batchnorm' (11b_stability)
     multiview: str = 'official'     # 'official' mean of 4 CLS, 'masked': of present views
     n_views: int = 4                # frontal, lateral, prior frontal, prior lateral
+    view_dropout: float = 0.0       # alignment: P(a training study shows its frontal only)
+    augment: bool = True            # alignment: the official train-time augmentation (MRM keeps it)
     text_dim: int = 32
     text_layers: int = 2
     text_heads: int = 2
@@ -105,7 +108,6 @@ class Config(_TrainConfig):
     def replace(self, **overrides) -> 'Config':
         "A copy with `overrides` applied (names and types checked)."
         return _apply(self, overrides)
-
     def to_dict(self) -> dict: return asdict(self)
 
     def mrm_stage(self) -> 'Config':
@@ -113,8 +115,10 @@ class Config(_TrainConfig):
         return self.replace(epochs=self.mrm_epochs, lr=self.mrm_lr or self.lr)
 
     def pretraining(self) -> 'Config':
-        "The config of the pretraining stages: this one, or its copy at `pretrain_seed`."
-        return self if self.pretrain_seed < 0 else self.replace(seed=self.pretrain_seed)
+        "Pretraining's config: `pretrain_seed`/`_subjects`; whole studies, augmented."
+        return self.replace(seed=self.seed if self.pretrain_seed < 0 else self.pretrain_seed,
+                            n_subjects=self.pretrain_subjects or self.n_subjects,
+                            view_dropout=0.0, augment=True)
 
 # %% ../nbs/00_core.ipynb #a0975dfd
 PROFILES: dict[str, dict[str, Any]] = {
@@ -125,8 +129,10 @@ PROFILES: dict[str, dict[str, Any]] = {
                   decoder_dim=64, decoder_depth=2, decoder_heads=4, text_dim=128, text_layers=2,
                   text_heads=4, text_intermediate=256, vocab_size=2000, embed_dim=64,
                   train_text=False, text_rsm_steps=600, text_negation_weight=3.0,
-                  head_init='default', batch_size=16, epochs=10, mrm_epochs=60, mrm_lr=2e-3,
-                  pretrain_seed=10, lr=1e-3, ablation_skip='alta_multiview_masked',
+                  head_init='batchnorm', batch_size=16, epochs=10, mrm_epochs=8, mrm_lr=2e-3,
+                  pretrain_seed=10, pretrain_subjects=1280, norm_pix_loss=False,
+                  multiview='masked', view_dropout=0.5, augment=False,
+                  lr=1e-3, ablation_skip='alta_multiview_masked',
                   warmup_epochs=1.0, eval_per_class=100, bootstrap=200, n_seeds=3,
                   epoch_weights=True),
     'paper': dict(synth_image_size=256, image_size=224, hires_size=448, patch_size=16, vit_dim=768,
@@ -175,12 +181,9 @@ def get_config(profile: str = 'smoke', **overrides) -> Config:
 # %% ../nbs/00_core.ipynb #d3164975
 def parse_overrides(items: list[str] | None) -> dict[str, str]:
     "Turn `['epochs=3', 'lr=1e-4']` into a dict; values are converted later by `get_config`."
-    out = {}
     for it in items or []:
         if '=' not in it: raise ValueError(f"override {it!r}: expected name=value")
-        k, v = it.split('=', 1)
-        out[k.strip()] = v.strip()
-    return out
+    return {k.strip(): v.strip() for k, v in (it.split('=', 1) for it in items or [])}
 
 # %% ../nbs/00_core.ipynb #0d2f47bd
 def seed_everything(seed: int = 0, deterministic: bool = True) -> torch.Generator:
@@ -198,9 +201,7 @@ def seeded(seed: int):
     "Run the block from `seed_everything(seed)`; then the caller's random streams go on untouched."
     states = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
-        try:
-            seed_everything(seed)
-            yield
+        try: seed_everything(seed); yield
         finally: random.setstate(states[0]); np.random.set_state(states[1])
 
 # %% ../nbs/00_core.ipynb #294d6e6f

@@ -228,14 +228,18 @@ class StudyDataset(Dataset):
 def _study_images(ds: StudyDataset, r: dict):
     "Row `r`'s high-res frontal, its 4 views at the encoder's size, and which views are present."
     S = ds.cfg.image_size
-    pf, pl = (sample_aug(), sample_aug()) if ds.train else (None, None)   # frontal, lateral
+    aug = ds.train and ds.cfg.augment                                     # frontal, lateral
+    pf, pl = (sample_aug(), sample_aug()) if aug else (None, None)
+    drop = ds.cfg.view_dropout     # > 0: some training studies show only the frontal, as tests do
+    solo = ds.train and drop > 0 and float(torch.rand(1)) < drop
     hi = ds._view(r['image_path'], pf, hires=True)
     images = np.zeros((4, 3, S, S), np.float32); mask = np.zeros(4, bool)   # numpy: no thread pool
     images[0] = frontal_small(hi, S, ds.clip_frontal)   # official 448² → 224² bicubic
     mask[0] = True
     views = [('auxview_image_path', pl), ('last_image_path', pf), ('last_auxview_image_path', pl)]
     for k, (col, p) in enumerate(views, 1):
-        if r[col] != '-1': images[k] = normalize_np(ds._view(r[col], p)); mask[k] = True
+        if r[col] != '-1' and not solo:
+            images[k] = normalize_np(ds._view(r[col], p)); mask[k] = True
     return hi, images, mask
 
 # %% ../nbs/04_datasets.ipynb #519cfee2
