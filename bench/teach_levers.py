@@ -29,6 +29,11 @@ no evaluation set is read. Two parts:
 
     python bench/teach_levers.py "overfit:all" "overfit:global" "overfit:global:head_init=batchnorm:mask_ratio=0.0"
 
+The #31 settings the teach profile now has, one reverted at a time (README, *What lifted it off chance*):
+
+    python bench/teach_levers.py official "aug:augment=true" "mv:multiview=official" "no_vd:view_dropout=0" baseline
+    python bench/teach_levers.py --set norm_pix_loss=true --set pretrain_subjects=0 --set mrm_epochs=60 probe linear
+
 A variant is `name` or `name:field=value:field=value`; `baseline` scores the 04b baseline instead. Prints one line per variant and a table at the end.
 """
 import sys, time
