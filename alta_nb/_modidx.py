@@ -117,6 +117,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'alta_nb.compute.count_params': ('compute.html#count_params', 'alta_nb/compute.py'),
                                  'alta_nb.compute.equal_compute_epochs': ('compute.html#equal_compute_epochs', 'alta_nb/compute.py'),
                                  'alta_nb.compute.fake_batch': ('compute.html#fake_batch', 'alta_nb/compute.py'),
+                                 'alta_nb.compute.pretraining_corpus': ('compute.html#pretraining_corpus', 'alta_nb/compute.py'),
                                  'alta_nb.compute.run_benchmark': ('compute.html#run_benchmark', 'alta_nb/compute.py'),
                                  'alta_nb.compute.schedule_compute': ('compute.html#schedule_compute', 'alta_nb/compute.py'),
                                  'alta_nb.compute.step_flops': ('compute.html#step_flops', 'alta_nb/compute.py'),

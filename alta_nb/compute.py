@@ -14,7 +14,8 @@ from .learner import param_groups, to_device, _n_images
 
 # %% auto #0
 __all__ = ['PAPER_SCHEDULES', 'MRM_PAPER_TEXT', 'fake_batch', 'count_params', 'MetaScalars', 'train_flops', 'step_flops',
-           'schedule_compute', 'StepBench', 'bench_step', 'run_benchmark', 'benchmark_ratios', 'equal_compute_epochs']
+           'schedule_compute', 'StepBench', 'bench_step', 'run_benchmark', 'benchmark_ratios', 'pretraining_corpus',
+           'equal_compute_epochs']
 
 # %% ../nbs/12_compute.ipynb #b6ad1c46
 from torch.utils.flop_counter import FlopCounterMode
@@ -231,10 +232,13 @@ def benchmark_ratios(df) -> dict:
     return out
 
 # %% ../nbs/12_compute.ipynb #2c323a10
+def pretraining_corpus(cfg: Config) -> float:
+    "MRM's training studies per alignment's: `pretrain_subjects` / `n_subjects` (1 when unset)."
+    return (cfg.pretrain_subjects or cfg.n_subjects) / cfg.n_subjects
+
 def equal_compute_epochs(cfg: Config) -> tuple[int, dict]:
     "Epochs for `clip_scratch` matching ALTA's training FLOPs (MRM + alignment) at `cfg`'s size."
     f = {k: step_flops(cfg, k, batch_size=2, device='meta')['flops_per_sample']
          for k in ('mrm', 'alta', 'clip_scratch')}
-    corpus = (cfg.pretrain_subjects or cfg.n_subjects) / cfg.n_subjects   # MRM's data / ALTA's
-    budget = f['mrm'] * cfg.mrm_epochs * corpus + f['alta'] * cfg.epochs
+    budget = f['mrm'] * cfg.mrm_epochs * pretraining_corpus(cfg) + f['alta'] * cfg.epochs
     return max(1, int(round(budget / f['clip_scratch']))), f
