@@ -33,14 +33,14 @@ class ALTA(nn.Module):
         if cfg.n_views not in (1, 2, 4):
             raise ValueError(f"cfg.n_views={cfg.n_views}: expected 1, 2 or 4")
         self.cfg, self.kind = cfg, kind
-        adapters = kind != 'clip_scratch'
-        self.use_mrm_losses = kind != 'clip_scratch'
+        adapters = self.use_mrm_losses = kind != 'clip_scratch'
         vit = build_vit(cfg)
         if adapters: add_vit_adapters(vit, cfg.adapter_ratio, cfg.adapter_init)
         self.image = MultiViewEncoder(vit, cfg.multiview)
         self.text = build_text_tower(cfg, tokenizer, adapters=adapters)
-        self.image_feature_norm = (nn.BatchNorm1d(cfg.vit_dim, affine=False)  # 11
-                                   if cfg.head_init == 'batchnorm' else nn.Identity())
+        bn = cfg.head_init == 'batchnorm'       # 11b: standardise each tower's pooled feature
+        self.image_feature_norm = nn.BatchNorm1d(cfg.vit_dim, affine=False) if bn else nn.Identity()
+        self.text.feature_norm = nn.BatchNorm1d(cfg.text_dim, affine=False) if bn else nn.Identity()
         self.image_projection_head = ProjectionHead(cfg.vit_dim, cfg.embed_dim)
         self.image_local_projection_head = ProjectionHead(cfg.vit_dim, cfg.embed_dim)
         mae_init_(self.image_projection_head); mae_init_(self.image_local_projection_head)
@@ -87,10 +87,10 @@ def _alta_forward(self: ALTA, batch: dict) -> dict:
         if k not in batch: raise ValueError(f"batch: missing key {k!r} (have {sorted(batch)})")
     cfg = self.cfg
     images, view_mask = self.select_views(batch['images'], batch.get('view_mask'))
-    enc = self.image(images, view_mask, mask_ratio=cfg.mask_ratio if self.use_mrm_losses else 0.0)
+    enc = self.image(images, view_mask,
+                     mask_ratio=cfg.align_mask_ratio if self.use_mrm_losses else 0.0)
     img = F.normalize(self.image_projection_head(self.image_feature_norm(enc['pooled'])), dim=-1)
-    ids, am = batch['input_ids'], batch['attention_mask']
-    B = ids.shape[0]
+    ids, am = batch['input_ids'], batch['attention_mask']; B = ids.shape[0]
     if self.use_mrm_losses:  # one text pass: clean reports, then masked copies with the image added
         masked, labels = mask_report_tokens(ids, am, cfg.mlm_prob, self.text.special['mask'],
                                             set(self.text.special.values()))

@@ -46,7 +46,8 @@ class _ModelConfig(_DataConfig):
     decoder_dim: int = 32
     decoder_depth: int = 1
     decoder_heads: int = 2
-    mask_ratio: float = 0.75
+    mask_ratio: float = 0.75        # MRM pretraining's share of hidden patches
+    align_mask_ratio: float = 0.75  # alignment's (official `run.sh`: 0.75, as in pretraining)
     norm_pix_loss: bool = True
     frontal_clip: bool = True       # clip the 448² → 224² bicubic frontal (official: no clip)
     pos_embed_rule: str = 'mae'     # sin-cos frequencies: 'mae' or 'official' (`util/pos_embed.py`)
@@ -131,7 +132,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                   train_text=False, text_rsm_steps=600, text_negation_weight=3.0,
                   head_init='batchnorm', batch_size=16, epochs=10, mrm_epochs=8, mrm_lr=2e-3,
                   pretrain_seed=10, pretrain_subjects=1280, norm_pix_loss=False,
-                  multiview='masked', view_dropout=0.5, augment=False,
+                  multiview='masked', view_dropout=0.5, augment=False, align_mask_ratio=0.25,
                   lr=1e-3, ablation_skip='alta_multiview_masked',
                   warmup_epochs=1.0, eval_per_class=100, bootstrap=200, n_seeds=3,
                   epoch_weights=True),
@@ -236,8 +237,7 @@ def data_dir() -> Path:
 def resolve_run_dir(run_dir: str, name: str, profile: str) -> Path:
     "The notebook's output folder: `run_dir` if papermill gave one, else `_runs/<profile>/<name>`."
     p = Path(run_dir) if run_dir else runs_dir()/profile/name
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+    p.mkdir(parents=True, exist_ok=True); return p
 
 # %% ../nbs/00_core.ipynb #45c58d6a
 def _ipython():

@@ -117,7 +117,7 @@ def center_image_head(model: nn.Module, batches, device='cpu', n_batches: int = 
     for _, b in zip(range(n_batches), batches):
         b = to_device(b, device)
         images, view_mask = model.select_views(b['images'], b.get('view_mask'))
-        ratio = model.cfg.mask_ratio if model.use_mrm_losses else 0.0    # the views training sees
+        ratio = model.cfg.align_mask_ratio if model.use_mrm_losses else 0.0  # training's views
         feats.append(model.image(images, view_mask, mask_ratio=ratio)['pooled'].float())
     if not feats:
         raise ValueError("center_image_head: the loader yielded no batch to centre the image "

@@ -41,7 +41,7 @@ class TextTower(nn.Module):
         self.cls_projection_head = ProjectionHead(bert_config.hidden_size, embed_dim)
         self.local_projection_head = copy.deepcopy(self.cls_projection_head)
         self.special = dict(special_ids or DEFAULT_SPECIAL_IDS)
-
+        self.feature_norm = nn.Identity()   # before the global head (ALTA may swap in a BatchNorm)
     @property
     def vocab_size(self) -> int: return self.mlm.config.vocab_size
 
@@ -64,7 +64,7 @@ class TextTower(nn.Module):
                                  attention_mask=attention_mask).last_hidden_state
 
     def global_embed(self, h: torch.Tensor) -> torch.Tensor:
-        return self.cls_projection_head(h[:, 0])
+        return self.cls_projection_head(self.feature_norm(h[:, 0]))
     def local_embed(self, h: torch.Tensor) -> torch.Tensor:
         return self.local_projection_head(h[:, 1:])
     def mlm_logits(self, h: torch.Tensor) -> torch.Tensor: return self.mlm.cls(h)

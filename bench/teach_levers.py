@@ -27,7 +27,7 @@ no evaluation set is read. Two parts:
              training batch, AdamW at lr 1e-3, no clipping, 100 steps; the global InfoNCE every 10 steps, with the
              summed losses or the global InfoNCE alone as the objective (ln 16 = 2.77 is chance)
 
-    python bench/teach_levers.py "overfit:all" "overfit:global" "overfit:global:head_init=batchnorm:mask_ratio=0.0"
+    python bench/teach_levers.py "overfit:all" "overfit:global" "overfit:global:head_init=batchnorm:align_mask_ratio=0.0"
 
 The #31 settings the teach profile now has, one reverted at a time (README, *What lifted it off chance*):
 

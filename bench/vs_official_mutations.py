@@ -79,7 +79,7 @@ MUTATIONS = {
     'amp':       ("amp_dtype='bf16'", lambda: _profile(amp_dtype='bf16'), ('D3 mixed precision',)),
     'pos_embed': ("pos_embed_rule='mae' (the tables are weights: sent across, so only D4 sees it)",
                   lambda: _profile(pos_embed_rule='mae'), ('D4 sin-cos pos_embed', 'D4 sin-cos decoder_pos_embed')),
-    'mask_ratio': ('MAE mask ratio 0.75 → 0.7 (more patches kept)', lambda: _profile(mask_ratio=0.7),
+    'mask_ratio': ('alignment mask ratio 0.75 → 0.7 (more patches kept)', lambda: _profile(align_mask_ratio=0.7),
                    FORWARD + LOSSES + ('gradients',)),
     'gelu':      ('tanh-approximated GELU in the text tower', _tanh_gelu, TEXT),
     'mae_loss':  ('norm_pix_loss=False', lambda: _profile(norm_pix_loss=False),

@@ -124,6 +124,42 @@ def test_masking_patchify_and_losses():
     assert gather_with_grad(e) is e
 
 
+def test_alignment_and_pretraining_mask_their_own_ratios():
+    "`align_mask_ratio` sets the share of patches alignment hides; MRM pretraining keeps `mask_ratio`."
+    from alta_nb.stages import model_key
+    cfg = CFG.replace(mask_ratio=0.75, align_mask_ratio=0.5)
+    seen = {}
+    for kind in ('alta', 'mrm'):
+        seed_everything(0)
+        m = build_model(cfg, kind=kind, device='cpu')
+        enc = m.image if kind == 'alta' else m
+        name = 'forward' if kind == 'alta' else 'encode_masked'
+        orig = getattr(enc, name)
+        def spy(*a, _orig=orig, _kind=kind, **kw):
+            out = _orig(*a, **kw)
+            seen[_kind] = float((out['mask'] if isinstance(out, dict) else out[1]).float().mean())
+            return out
+        setattr(enc, name, spy)
+        m(make_batch(cfg))
+    n = (cfg.image_size // cfg.patch_size) ** 2
+    hidden = lambda r: (n - int(n * (1 - r))) / n                 # `random_masking` keeps int(N·(1-r))
+    assert seen == {'alta': hidden(0.5), 'mrm': hidden(0.75)}, seen
+    same = lambda k, **o: model_key(cfg.replace(**o), k) == model_key(cfg, k)
+    assert same('mrm', align_mask_ratio=0.25) and not same('alta', align_mask_ratio=0.25)
+    assert not same('mrm', mask_ratio=0.5)
+
+def test_batchnorm_head_standardises_both_towers():
+    "`head_init='batchnorm'`: a BatchNorm (no affine) before each global head; image and report side alike."
+    for head, norm in (('default', torch.nn.Identity), ('batchnorm', torch.nn.BatchNorm1d)):
+        m = build_model(CFG.replace(head_init=head), device='cpu')
+        assert isinstance(m.image_feature_norm, norm) and isinstance(m.text.feature_norm, norm), head
+    m.train()(make_batch())                       # training batches move the running statistics ...
+    assert m.text.feature_norm.num_batches_tracked.item() == 1 and not m.text.feature_norm.affine
+    b = make_batch()
+    same = m.eval().encode_text(b['input_ids'][:2], b['attention_mask'][:2])
+    test = m.encode_text(b['input_ids'], b['attention_mask'])[:2]     # ... evaluation uses them
+    assert torch.allclose(same, test, atol=1e-6)
+
 def test_local_loss_matches_official_loop():
     g = torch.Generator().manual_seed(1)
     P, W = torch.randn(4, 10, 8, generator=g), torch.randn(4, 6, 8, generator=g)

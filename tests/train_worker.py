@@ -23,7 +23,7 @@ def setup(kind: str, deterministic_forward: bool = False):
     from alta_nb.alta import build_model
     from alta_nb.data import study_dataloader
     cfg = get_config('smoke', batch_size=4, accum_steps=2, epochs=2, ckpt_every=2, keep_ckpts=2, device='cpu', seed=0,
-                     **(dict(mask_ratio=0.0, mlm_prob=0.0) if deterministic_forward else {}))
+                     **(dict(mask_ratio=0.0, align_mask_ratio=0.0, mlm_prob=0.0) if deterministic_forward else {}))
     seed_everything(0)
     # the equivalence test needs the same inputs in 1 and 2 processes: no random augmentation / sentence shuffling
     dl = study_dataloader(cfg, split='train', shuffle=False, train=not deterministic_forward)
