@@ -37,7 +37,7 @@ class ALTA(nn.Module):
         vit = build_vit(cfg)
         if adapters: add_vit_adapters(vit, cfg.adapter_ratio, cfg.adapter_init)
         self.image = MultiViewEncoder(vit, cfg.multiview)
-        self.text = build_text_tower(cfg, tokenizer, adapters=adapters)
+        self.text = build_text_tower(cfg, tokenizer, adapters, cfg.align_text_dropout)
         bn = cfg.head_init == 'batchnorm'       # 11b: standardise each tower's pooled feature
         self.image_feature_norm = nn.BatchNorm1d(cfg.vit_dim, affine=False) if bn else nn.Identity()
         self.text.feature_norm = nn.BatchNorm1d(cfg.text_dim, affine=False) if bn else nn.Identity()

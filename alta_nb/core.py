@@ -48,6 +48,7 @@ class _ModelConfig(_DataConfig):
     decoder_heads: int = 2
     mask_ratio: float = 0.75        # MRM pretraining's share of hidden patches
     align_mask_ratio: float = 0.75  # alignment's (official `run.sh`: 0.75, as in pretraining)
+    align_text_dropout: float = 0.1  # report tower's dropout while aligning (BERT's, CXR-BERT's)
     norm_pix_loss: bool = True
     frontal_clip: bool = True       # clip the 448² → 224² bicubic frontal (official: no clip)
     pos_embed_rule: str = 'mae'     # sin-cos frequencies: 'mae' or 'official' (`util/pos_embed.py`)
@@ -133,7 +134,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                   head_init='batchnorm', batch_size=16, epochs=10, mrm_epochs=8, mrm_lr=2e-3,
                   pretrain_seed=10, pretrain_subjects=1280, norm_pix_loss=False,
                   multiview='masked', view_dropout=0.5, augment=False, align_mask_ratio=0.25,
-                  lr=1e-3, ablation_skip='alta_multiview_masked',
+                  lr=1e-3, align_text_dropout=0.0, ablation_skip='alta_multiview_masked',
                   warmup_epochs=1.0, eval_per_class=100, bootstrap=200, n_seeds=3,
                   epoch_weights=True),
     'paper': dict(synth_image_size=256, image_size=224, hires_size=448, patch_size=16, vit_dim=768,
@@ -318,7 +319,6 @@ def _imported(n: ast.AST) -> set[str]:
     if not isinstance(n, ast.ImportFrom): return set()
     base = '.'.join(filter(None, ['alta_nb' if n.level == 1 else '', n.module]))
     return {base} | {f'{base}.{a.name}' for a in n.names}
-
 _PARSED = {}    # sha1 of a module's source -> (kit modules it imports, its code without docstrings)
 
 def _parsed(root: Path, name: str) -> tuple[set, str]:

@@ -25,7 +25,7 @@ _NOT_WEIGHT_FIELDS = {'device', 'num_workers', 'eval_per_class', 'bootstrap', 'n
 # fields only the alignment stage reads: every ALTA variant of a seed shares one MRM pretraining
 _ALIGNMENT_ONLY_FIELDS = {'epochs', 'n_views', 'multiview', 'adapter_ratio', 'adapter_init',
                           'embed_dim', 'train_text', 'head_init', 'cxrbert_path', 'text_rsm_steps',
-                          'text_negation_weight', 'align_mask_ratio'}
+                          'text_negation_weight', 'align_mask_ratio', 'align_text_dropout'}
 _TEXT_RSM_FIELDS = {'text_rsm_steps', 'text_negation_weight'}   # ... except the stand-in's own
 
 def model_key(cfg: Config, kind: str) -> str:

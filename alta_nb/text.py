@@ -142,7 +142,8 @@ def check_tokenizer(tower: TextTower, tokenizer) -> dict:
     return special_token_ids(tokenizer)
 
 # %% ../nbs/08_text.ipynb #d907b11c
-def build_text_tower(cfg: Config, tokenizer=None, adapters: bool = True) -> TextTower:
+def build_text_tower(cfg: Config, tokenizer=None, adapters: bool = True,
+                     dropout: float | None = None) -> TextTower:
     "This config's text tower: CXR-BERT from `cfg.cxrbert_path` if set, else the profile's, adapted"
     if cfg.cxrbert_path:
         bcfg, proj = cxrbert_config(cfg.cxrbert_path)
@@ -159,4 +160,6 @@ def build_text_tower(cfg: Config, tokenizer=None, adapters: bool = True) -> Text
         tower = TextTower(make_bert_config(cfg, vocab, special['pad']), cfg.embed_dim)
     if tokenizer is not None: tower.special = check_tokenizer(tower, tokenizer)
     if adapters: add_bert_adapters(tower.mlm, cfg.adapter_ratio, cfg.adapter_init)
+    for m in tower.modules():     # `dropout`: BERT's hidden and attention dropout (None: config's)
+        if dropout is not None and isinstance(m, nn.Dropout): m.p = dropout
     return tower

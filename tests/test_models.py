@@ -148,6 +148,23 @@ def test_alignment_and_pretraining_mask_their_own_ratios():
     assert same('mrm', align_mask_ratio=0.25) and not same('alta', align_mask_ratio=0.25)
     assert not same('mrm', mask_ratio=0.5)
 
+def test_align_text_dropout_sets_the_report_towers_dropout_only():
+    """`align_text_dropout`: every dropout of an aligned model's report tower (BERT's hidden and attention); the MRM
+    keeps BERT's 0.1, its cache key ignores the field, and at 0 a training-mode report embedding is deterministic."""
+    from alta_nb.stages import model_key
+    drops = lambda mod: {m.p for m in mod.modules() if isinstance(m, torch.nn.Dropout)}
+    for kind in ('alta', 'clip_scratch', 'alta_full'):
+        assert drops(build_model(CFG.replace(align_text_dropout=0.0), kind=kind, device='cpu').text) == {0.0}, kind
+    assert drops(build_model(CFG, device='cpu').text) == {0.1}                    # BERT's (CXR-BERT's) default
+    assert 0.1 in drops(build_model(CFG.replace(align_text_dropout=0.0), kind='mrm', device='cpu'))
+    same = lambda k: model_key(CFG.replace(align_text_dropout=0.0), k) == model_key(CFG, k)
+    assert same('mrm') and not same('alta')
+    b = make_batch()
+    for p, deterministic in ((0.0, True), (0.3, False)):
+        m = build_model(CFG.replace(align_text_dropout=p), device='cpu').train()
+        e1, e2 = (m.encode_text(b['input_ids'], b['attention_mask']) for _ in range(2))
+        assert torch.equal(e1, e2) == deterministic, p
+
 def test_batchnorm_head_standardises_both_towers():
     "`head_init='batchnorm'`: a BatchNorm (no affine) before each global head; image and report side alike."
     for head, norm in (('default', torch.nn.Identity), ('batchnorm', torch.nn.BatchNorm1d)):
