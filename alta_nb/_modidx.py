@@ -88,6 +88,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'alta_nb.beyond.bench_batches': ('beyond.html#bench_batches', 'alta_nb/beyond.py'),
                                 'alta_nb.beyond.bench_size': ('beyond.html#bench_size', 'alta_nb/beyond.py'),
                                 'alta_nb.beyond.beyond_bench': ('beyond.html#beyond_bench', 'alta_nb/beyond.py'),
+                                'alta_nb.beyond.beyond_conditions': ('beyond.html#beyond_conditions', 'alta_nb/beyond.py'),
                                 'alta_nb.beyond.beyond_metrics': ('beyond.html#beyond_metrics', 'alta_nb/beyond.py'),
                                 'alta_nb.beyond.change_prompts': ('beyond.html#change_prompts', 'alta_nb/beyond.py'),
                                 'alta_nb.beyond.embed_bench': ('beyond.html#embed_bench', 'alta_nb/beyond.py'),

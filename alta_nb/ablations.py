@@ -29,6 +29,8 @@ VARIANTS: dict[str, dict] = {
     'alta_frontal_lateral':  dict(kind='alta', n_views=2),
     'alta_multiview':        dict(kind='alta', n_views=4),
     'alta_multiview_masked': dict(kind='alta', n_views=4, multiview='masked'),
+    'alta_multiview_compare': dict(kind='alta', n_views=4, multiview='compare',
+                                   only_in='20_beyond'),
     'baseline':              dict(kind='baseline'),       # 04b: the minimal CLIP, the bar
 }
 HEADLINE = ['img2img_p_at_10', 'txt2img_p_at_10', 'img2txt_p_at_10', 'zeroshot_chexpert_acc',
@@ -47,7 +49,7 @@ def variant_config(name: str, cfg: Config,
     "(kind, config) the engine trains variant `name` with (`clip_scratch`: equal-compute epochs)."
     if name not in VARIANTS:
         raise ValueError(f"unknown variant {name!r}; choose one of {list(VARIANTS)}")
-    v = dict(VARIANTS[name]); kind = v.pop('kind')
+    v = dict(VARIANTS[name]); kind = v.pop('kind'); v.pop('only_in', None)
     if v.pop('equal_compute', False): v['epochs'] = clip_epochs or equal_compute_epochs(cfg)[0]
     return kind, cfg.replace(**v)
 
@@ -69,12 +71,13 @@ def build_variant(name: str, cfg: Config, clip_epochs: int | None = None):
 
 # %% ../nbs/18_ablations.ipynb #65fe29f5
 def profile_variants(cfg: Config) -> list[str]:
-    "The VARIANTS `cfg`'s profile runs: all but its comma-separated `ablation_skip` (checked)."
+    """The VARIANTS `cfg`'s profile runs here: all but its comma-separated `ablation_skip` (checked)
+    and those scored `only_in` another lesson."""
     skip = [s.strip() for s in cfg.ablation_skip.split(',') if s.strip()]
     unknown = [s for s in skip if s not in VARIANTS]
     if unknown: raise ValueError(f"ablation_skip: unknown variant(s) {unknown}; "
                                  f"choose from {list(VARIANTS)}")
-    return [v for v in VARIANTS if v not in skip]
+    return [v for v in VARIANTS if v not in skip and 'only_in' not in VARIANTS[v]]
 
 # %% ../nbs/18_ablations.ipynb #ebdc0ea1
 CHOICE_SEED = 100                                  # used to choose settings; never a reported seed
@@ -237,7 +240,7 @@ def run_ablations(cfg: Config, suite, seeds, variants=None, clip_epochs: int | N
     rows = []
     for s in seeds:
         cs = cfg.replace(seed=s, bootstrap=0)
-        for name in variants or VARIANTS:
+        for name in variants or profile_variants(cfg):
             m = build_variant(name, cs, clip_epochs).to(dev)
             res = evaluate(m, suite, cs, cache=False)
             rows += [dict(model=name, seed=s, metric=k, value=float(v))
@@ -278,7 +281,7 @@ def learning_curves(cfg: Config, variants=None, clip_epochs: int | None = None) 
     "Training-loss history `(model, step, loss)` of the trained variants (engine's cached runs)."
     from alta_nb.stages import model_dir
     rows = []
-    for name in variants or VARIANTS:
+    for name in variants or profile_variants(cfg):
         kind, c = variant_config(name, cfg, clip_epochs)
         if kind is None: continue
         f = model_dir(c, kind)/'run'/'metrics.csv'

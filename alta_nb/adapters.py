@@ -127,7 +127,7 @@ def add_bert_adapters(bert: nn.Module, ratio: float = 0.25, init: str = 'default
 # %% ../nbs/06_adapters.ipynb #c4e57f65
 ALTA_TRAINABLE = ('adapter', 'norm', 'head', 'logit_scale', 'cls_token', 'view_embedding',
                   'temporal_embedding', 'decoder.embed.', 'decoder.pred.', 'decoder.mask_token',
-                  'cls.predictions.')
+                  'cls.predictions.', 'temporal_compare')      # the last: 07's `compare` fusion
 
 def is_trainable_name(name: str, patterns=ALTA_TRAINABLE) -> bool:
     "Does `name` contain one of `patterns` (case-insensitive)?"

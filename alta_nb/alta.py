@@ -65,7 +65,7 @@ class ALTA(nn.Module):
 def _alta_set_trainable(self: ALTA) -> list[str]:
     "Apply the kind's freezing rule; return the trainable names."
     if self.kind == 'alta':
-        extra = ('missing_token',) if self.cfg.multiview == 'masked' else ()
+        extra = ('missing_token',) if self.cfg.multiview != 'official' else ()
         return mark_trainable(self, ALTA_TRAINABLE + extra)
     names = mark_trainable(self, None)
     for n, p in self.named_parameters():

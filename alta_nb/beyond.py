@@ -15,9 +15,10 @@ from .zeroshot import auroc, multiclass_zeroshot, ensemble_class_embeddings
 
 # %% auto #0
 __all__ = ['BENCH_SEED', 'LATERAL_FINDINGS', 'TEMPORAL_FINDINGS', 'CHANGE_CLASSES', 'FRONT_LAT', 'ALL_VIEWS', 'CONDITIONS',
-           'HEADLINE_PAIRS', 'bench_size', 'ensure_beyond_tree', 'lateral_labels', 'temporal_labels', 'BeyondBench',
-           'beyond_bench', 'bench_batches', 'embed_bench', 'balanced_accuracy', 'lateral_prompts', 'change_prompts',
-           'beyond_metrics', 'study_features', 'linear_probe_acc', 'signal_trace', 'run_beyond']
+           'HEADLINE_PAIRS', 'COMPARE_CONDITIONS', 'bench_size', 'ensure_beyond_tree', 'lateral_labels',
+           'temporal_labels', 'BeyondBench', 'beyond_bench', 'bench_batches', 'embed_bench', 'balanced_accuracy',
+           'lateral_prompts', 'change_prompts', 'beyond_metrics', 'study_features', 'linear_probe_acc', 'signal_trace',
+           'beyond_conditions', 'run_beyond']
 
 # %% ../nbs/20_beyond.ipynb #cb30c864
 BENCH_SEED = 20_000   # the benchmark tree's generator seed: never a training or choosing seed
@@ -265,6 +266,14 @@ CONDITIONS = {   # condition: (task, variant of 18_ablations, views it sees)
 }
 HEADLINE_PAIRS = {'lateral_task': ('alta_frontal_lateral', 'alta_frontal_lateral_lateral_masked'),
                   'temporal_change': ('alta_multiview', 'alta_multiview_prior_masked')}
+COMPARE_CONDITIONS = {   # beyond the paper (07's `compare` fusion): `cfg.beyond_compare`
+    'alta_multiview_compare':              ('temporal_change', 'alta_multiview_compare', ALL_VIEWS),
+    'alta_multiview_compare_prior_masked': ('temporal_change', 'alta_multiview_compare', FRONT_LAT),
+}
+
+def beyond_conditions(cfg: Config) -> dict:
+    "The conditions `cfg` scores: `CONDITIONS`, and `COMPARE_CONDITIONS` when `cfg.beyond_compare`."
+    return CONDITIONS | (COMPARE_CONDITIONS if cfg.beyond_compare else {})
 
 def run_beyond(cfg: Config, bench: BeyondBench, seeds, conditions=CONDITIONS, log=print,
                trace: bool = True) -> pd.DataFrame:

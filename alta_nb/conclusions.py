@@ -9,18 +9,15 @@ from pathlib import Path
 from typing import Callable
 
 CONCLUSIONS: dict[str, Callable[[dict], list[str]]] = {}
-
 def conclusion(stem: str):
     "Register the function that turns lesson `stem`'s metrics into its sentences."
     def deco(fn):
         CONCLUSIONS[stem] = fn
         return fn
     return deco
-
 def fmt(x, nd: int = 3) -> str:
     "A metric as prose: a float to `nd` decimals, anything else as it is."
     return f'{x:.{nd}f}' if isinstance(x, float) else str(x)
-
 def run_metrics(run_dir) -> dict:
     "The metrics a run folder saved so far (`metrics.json`), or `{}`."
     p = Path(run_dir)/'metrics.json'
@@ -34,7 +31,6 @@ _PROFILE_NOTE = {
     'smoke': 'tiny models on a tiny draw of SynthCXR: a regression check, not a result',
     'teach': 'course-sized models on SynthCXR, trained on 2 CPU cores',
     'paper': "the paper's configuration"}
-
 def what_this_shows(stem: str, metrics: dict, profile: str) -> str:
     "Lesson `stem`'s closing paragraph (Markdown), from its run's `metrics`."
     if stem not in CONCLUSIONS:
@@ -328,6 +324,8 @@ def _18_ablations(m: dict) -> list[str]:
 def _18b_curves(m: dict) -> list[str]:
     return [f"On hand-made curves ALTA's seed mean reaches CLIP's final {fmt(m['clip_final'])} at "
             f"{fmt(r := m['ratio'])}× CLIP's FLOPs, {_ev_vs(r, .2)} the paper's 1/5."] if m else []
+
+# %% ../nbs/94_conclusions.ipynb #1893c34c
 @conclusion('20_beyond')
 def _20_beyond(m: dict) -> list[str]:
     out, one = [], m.get('beyond_seeds', 1) < 2
@@ -341,4 +339,12 @@ def _20_beyond(m: dict) -> list[str]:
                 + ('one seed: no spread.' if one else
                    f"{'beyond' if _beyond(a, sa, b, sb) else 'within'} the seed spread.")
                 ] if None not in (a, b) else []
+    pc, pm, ts = (m.get(f'temporal_change_{k}_mean') for k in (
+        'probe_pooled_alta_multiview_compare', 'probe_pooled_alta_multiview',
+        'text_side_alta_multiview_compare'))
+    if None not in (pc, pm, ts):     # 07's comparing fusion, beyond the paper (cfg.beyond_compare)
+        out.append(f"With the comparing fusion of lesson 07 (beyond the paper) a linear probe "
+                   f"reads the change from the study feature at {fmt(pc)}, against {fmt(pm)} for "
+                   f"the mean; its reports, which state the change, score {fmt(ts)} against the "
+                   "same prompts (the text side; chance 0.333).")
     return out

@@ -106,7 +106,7 @@ class Config(_TrainConfig):
     bootstrap: int = 200
     n_seeds: int = 1
     ablation_skip: str = ''         # comma-separated 18_ablations variants to leave out
-
+    beyond_compare: bool = False    # 20_beyond: also the comparing fusion (07) on temporal change
     def replace(self, **overrides) -> 'Config':
         "A copy with `overrides` applied (names and types checked)."
         return _apply(self, overrides)

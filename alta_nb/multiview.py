@@ -16,7 +16,7 @@ __all__ = ['SLOT_NAMES', 'VIEW_OF_SLOT', 'TIME_OF_SLOT', 'MULTIVIEW_VARIANTS', '
 SLOT_NAMES = ('current frontal', 'current lateral', 'prior frontal', 'prior lateral')
 VIEW_OF_SLOT = (0, 1, 0, 1)     # frontal, lateral
 TIME_OF_SLOT = (0, 0, 1, 1)     # current, prior
-MULTIVIEW_VARIANTS = ('official', 'masked')
+MULTIVIEW_VARIANTS = ('official', 'masked', 'compare')
 
 def as_study(images: torch.Tensor, view_mask: torch.Tensor | None = None):
     "Validate and normalise to (B,V,3,S,S) images and a (B,V) bool mask; a (B,3,S,S) batch is V=1."
@@ -53,6 +53,9 @@ class MultiViewEncoder(nn.Module):
             self.missing_token = nn.Parameter(torch.zeros(1, N, D, device=dev), requires_grad=False)
         else:                           # one learned vector shared by every missing patch
             self.missing_token = nn.Parameter(torch.randn(1, 1, D, device=dev) * 0.02)
+        if variant == 'compare':        # beyond the paper: a map of (current − prior), from zero
+            self.temporal_compare = nn.Linear(D, D, device=dev)
+            nn.init.zeros_(self.temporal_compare.weight); nn.init.zeros_(self.temporal_compare.bias)
 
     def slot_embedding(self, n_views: int) -> torch.Tensor:
         "(1, V, D): view + time embedding of each slot."
@@ -61,10 +64,15 @@ class MultiViewEncoder(nn.Module):
         return v + t
 
     def pool(self, cls: torch.Tensor, view_mask: torch.Tensor) -> torch.Tensor:
-        "Study embedding from (B,V,D) CLS outputs: mean of all slots (official) or of present views"
+        """(B,V,D) CLS outputs → study feature: mean of all slots (official) or of present views;
+        `compare` adds a learned map of (current mean − prior mean) where a prior is present"""
         if self.variant == 'official': return cls.mean(1)
         w = view_mask.to(cls.dtype)[..., None]
-        return (cls * w).sum(1) / w.sum(1).clamp(min=1)
+        mean = lambda c, w: (c * w).sum(1) / w.sum(1).clamp(min=1)
+        pooled = mean(cls, w)
+        if self.variant != 'compare' or cls.shape[1] < 4: return pooled
+        change = mean(cls[:, :2], w[:, :2]) - mean(cls[:, 2:], w[:, 2:])
+        return pooled + (w[:, 2:].sum(1) > 0).to(cls.dtype) * self.temporal_compare(change)
 
 # %% ../nbs/07_multiview.ipynb #900a4849
 def _multiview_forward(self: MultiViewEncoder, images: torch.Tensor,

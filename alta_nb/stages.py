@@ -21,7 +21,7 @@ __all__ = ['model_key', 'model_dir', 'pretrained', 'report_sentences', 'negate_s
 # %% ../nbs/13_stages.ipynb #b5e28c1b
 _NOT_WEIGHT_FIELDS = {'device', 'num_workers', 'eval_per_class', 'bootstrap', 'n_seeds',
                       'eval_every', 'ckpt_every', 'keep_ckpts', 'compile', 'ablation_skip',
-                      'epoch_weights'}
+                      'epoch_weights', 'beyond_compare'}
 # fields only the alignment stage reads: every ALTA variant of a seed shares one MRM pretraining
 _ALIGNMENT_ONLY_FIELDS = {'epochs', 'n_views', 'multiview', 'adapter_ratio', 'adapter_init',
                           'embed_dim', 'train_text', 'head_init', 'cxrbert_path', 'text_rsm_steps',

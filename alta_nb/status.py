@@ -141,7 +141,16 @@ EVIDENCE |= {  # the beyond-the-paper targets
         ('with the prior, balanced accuracy (chance 1/3)',
          '20_beyond', 'temporal_change_acc_alta_multiview_mean'),
         ('AUROC', '20_beyond', 'temporal_change_auroc_alta_multiview_mean'),
-        *_trace('temporal_change', 'alta_multiview', 'prior_masked', 'the prior')],
+        *_trace('temporal_change', 'alta_multiview', 'prior_masked', 'the prior'),
+        ('the comparing fusion (07, beyond the paper): gap', '20_beyond',
+         'temporal_change_compare_gap_headline'),
+        ('beyond the spread', '20_beyond', 'temporal_change_compare_gap_beyond_spread'),
+        ('with the prior', '20_beyond', 'temporal_change_acc_alta_multiview_compare_mean'),
+        ('linear probe of its study feature',
+         '20_beyond', 'temporal_change_probe_pooled_alta_multiview_compare_mean'),
+        ('masked', '20_beyond',
+         'temporal_change_probe_pooled_alta_multiview_compare_prior_masked_mean'),
+        ('its text side', '20_beyond', 'temporal_change_text_side_alta_multiview_compare_mean')],
 }
 for _w, _m, _b in _M31:       # #31's bars: the baseline's and CLIP's own mean − sd in the same run
     EVIDENCE[f'{_A}_{_m}_lower'] = [
@@ -210,9 +219,10 @@ def claim_rows(fig_dir) -> pd.DataFrame:
     if f.exists(): out.append(verdicts(pd.read_csv(f)))
     f = Path(fig_dir)/'20_beyond-beyond_bars.csv'
     if f.exists():
-        from alta_nb.beyond import HEADLINE_PAIRS
+        from alta_nb.beyond import HEADLINE_PAIRS, COMPARE_CONDITIONS
         pairs = [*HEADLINE_PAIRS.values(), ('alta_frontal_lateral', 'alta_frontal'),
-                 ('alta_multiview', 'alta_frontal_lateral_no_prior')]
+                 ('alta_multiview', 'alta_frontal_lateral_no_prior'),
+                 tuple(COMPARE_CONDITIONS), ('alta_multiview_compare', 'alta_multiview')]
         out.append(verdicts(pd.read_csv(f), pairs, ['lateral_task_acc', 'temporal_change_acc']))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 

@@ -12,7 +12,10 @@ no evaluation set is read. Two parts:
   variants   ALTA trained by the kit's own path (`stages.pretrained`, cached like any stage) with one or more config
              overrides; validation image->report MRR with four slots and with the frontal alone, and the mean
              pairwise cosine of the validation image and report embeddings (1 = collapsed); and the same MRR on as
-             many *training* studies (all slots, unmasked): whether alignment fitted its own pairs at all
+             many *training* studies (all slots, unmasked): whether alignment fitted its own pairs at all; and
+             20_beyond's change task on the validation splits of the aligned draw and of the pretraining draw
+             (`pre_*`, 489 items at teach): zero-shot with and without the prior, the text side, and (pretraining
+             draw) linear probes of the [CLS] slots and of the fused study feature
 
     python bench/teach_levers.py probe masked linear
     python bench/teach_levers.py official "masked:multiview=masked" "bn:head_init=batchnorm" "long:epochs=30"
@@ -160,8 +163,41 @@ def variant(cfg, spec: str) -> dict:
     row['txt_cos'] = mean_cos(txt)
     img, txt = (e[:len(txt)] for e in validation_embeddings(m, c, split='train'))   # as many training pairs
     row['train_mrr_all_slots'] = validation_mrr(m, c, (img, txt))     # did alignment fit its own pairs?
+    row |= temporal_check(m, c, probes=False) | {f'pre_{k}': v for k, v in temporal_check(m, c.pretraining()).items()}
     print('variant', row, flush=True)
     return row
+
+
+def temporal_check(model, cfg, split: str = 'validate', probes: bool = True) -> dict:
+    """The 20_beyond change task on a SynthCXR split of `cfg`'s tree (never an evaluation set): zero-shot balanced
+    accuracy with all four slots and with the prior slots masked, the text side (the split's reports, which state
+    the change, against the same prompts), and out-of-fold linear probes of the [CLS] slots side by side and of the
+    fused study feature; chance 1/3."""
+    from alta_nb.data import alta_table, study_root, study_dataloader
+    from alta_nb.beyond import temporal_labels, change_prompts, balanced_accuracy, _scores
+    root, _ = study_root(cfg)
+    truth = pd.read_csv(root/'synthcxr_truth.csv', keep_default_na=False)
+    row_of = {str(s): i for i, s in enumerate(alta_table(cfg, split).study_id)}
+    items = temporal_labels(truth)
+    items = items[items.study_id.astype(str).isin(row_of)]
+    items = items.assign(row=items.study_id.astype(str).map(row_of)).reset_index(drop=True)
+    model.eval(); emb = {'all': [], 'prior_masked': []}; txt = []; feats = {'slots': [], 'pooled': []}
+    with torch.no_grad():
+        for b in study_dataloader(cfg, split=split, shuffle=False, train=False, drop_last=False):
+            enc = model.image(*model.select_views(b['images'], b['view_mask']))
+            feats['slots'].append(enc['cls'].flatten(1)); feats['pooled'].append(enc['pooled'])
+            vm = b['view_mask'].clone(); emb['all'].append(model.encode_image(b['images'], vm))
+            vm[:, 2:] = False; emb['prior_masked'].append(model.encode_image(b['images'], vm))
+            txt.append(model.encode_text(b['input_ids'], b['attention_mask']))
+    y, out = items.label.to_numpy(), dict(items=len(items))
+    for k, e in [*emb.items(), ('text_side', txt)]:
+        s = _scores(model, cfg, torch.cat(e), items, change_prompts())
+        out[f'change_acc_{k}'] = round(balanced_accuracy(y, s.argmax(1)), 3)
+    from alta_nb.beyond import linear_probe_acc       # out of fold, folds grouped by subject (20_beyond)
+    groups = alta_table(cfg, split).subject_id.astype(str).to_numpy()
+    for k, v in feats.items() if probes else ():
+        out[f'change_probe_{k}'] = round(linear_probe_acc(torch.cat(v).numpy(), items, groups), 3)
+    return out
 
 
 def linear_clip(cfg, steps: int = 600, batch: int = 16, seed: int = 0) -> pd.DataFrame:

@@ -88,3 +88,18 @@ def test_linear_probe_one_subject_is_a_one_line_error():
     from alta_nb.beyond import linear_probe_acc
     items, _ = _probe_items()
     with pytest.raises(ValueError, match="finding 'effusion' has 1 subject"): linear_probe_acc(np.zeros((len(items), 2)), items, np.zeros(len(items)))
+
+
+def test_compare_conditions_only_where_the_profile_asks():
+    from alta_nb.core import get_config
+    from alta_nb.beyond import beyond_conditions, CONDITIONS, COMPARE_CONDITIONS
+    from alta_nb.ablations import profile_variants, variant_config
+    smoke, teach = get_config('smoke'), get_config('teach', beyond_compare=True)
+    assert beyond_conditions(smoke) == CONDITIONS and not smoke.beyond_compare
+    assert beyond_conditions(get_config('teach')) == CONDITIONS      # no profile sets it (budget)
+    assert set(beyond_conditions(teach)) == set(CONDITIONS) | set(COMPARE_CONDITIONS)
+    # the compare variant is trained where 20_beyond first asks for it, never scored by 18
+    for cfg in (smoke, teach): assert 'alta_multiview_compare' not in profile_variants(cfg)
+    kind, c = variant_config('alta_multiview_compare', teach)
+    assert (kind, c.multiview, c.n_views) == ('alta', 'compare', 4)
+    assert c.replace(multiview=teach.multiview) == teach      # the fusion is its only difference

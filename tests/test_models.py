@@ -329,3 +329,25 @@ def test_weights_key_maps_and_round_trip(tmp_path):
                        'text.mlm.cls.predictions.decoder.bias': 'text.mlm.cls.predictions.bias'}
     load_weights(b, save_weights(a, tmp_path/'a.safetensors'))
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_compare_fusion_adds_a_learned_map_of_the_change():
+    "07's `compare` fusion: masked mean + W (current mean − prior mean), hand-computed; trained by ALTA's rule."
+    model = build_model(CFG.replace(multiview='compare'), 'alta', device='cpu')
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {'image.temporal_compare.weight', 'image.temporal_compare.bias', 'image.missing_token'} <= names
+    enc = model.image.eval()
+    torch.manual_seed(0)
+    with torch.no_grad(): enc.temporal_compare.weight.normal_(); enc.temporal_compare.bias.normal_()
+    cls = torch.randn(3, 4, CFG.vit_dim)
+    vm = torch.tensor([[1, 1, 1, 1], [1, 0, 1, 0], [1, 1, 0, 0]], dtype=torch.bool)
+    got = enc.pool(cls, vm)
+    W, b = enc.temporal_compare.weight, enc.temporal_compare.bias
+    full = cls[0].mean(0) + W @ (cls[0, :2].mean(0) - cls[0, 2:].mean(0)) + b
+    frontals = (cls[1, 0] + cls[1, 2]) / 2 + W @ (cls[1, 0] - cls[1, 2]) + b
+    no_prior = cls[2, :2].mean(0)                       # no prior: the masked mean, W unused
+    assert torch.allclose(got, torch.stack([full, frontals, no_prior]), atol=1e-5)
+    model.train()
+    out = model(make_batch())
+    out['global_loss'].backward()
+    assert model.image.temporal_compare.weight.grad is not None
