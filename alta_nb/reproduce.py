@@ -73,6 +73,7 @@ def run_notebook(nb: Path, out: Path, parameters: dict, kernel: str = KERNEL,
     try:
         pm.execute_notebook(str(nb), str(out), parameters=parameters, kernel_name=kernel,
                             cwd=str(nb.parent), execution_timeout=cell_timeout,
+                            start_timeout=300,     # a loaded CI runner starts kernels slowly
                             progress_bar=False, log_output=False)
     except PapermillExecutionError as e:
         err = f"{e.ename}: {str(e.evalue).splitlines()[0] if e.evalue else ''}"
