@@ -174,18 +174,16 @@ def temporal_check(model, cfg, split: str = 'validate', probes: bool = True) -> 
     the change, against the same prompts), and out-of-fold linear probes of the [CLS] slots side by side and of the
     fused study feature; chance 1/3."""
     from alta_nb.data import alta_table, study_root, study_dataloader
-    from alta_nb.beyond import temporal_labels, change_prompts, balanced_accuracy, _scores
+    from alta_nb.beyond import temporal_labels, change_prompts, balanced_accuracy, _scores, _items
     root, _ = study_root(cfg)
     truth = pd.read_csv(root/'synthcxr_truth.csv', keep_default_na=False)
-    row_of = {str(s): i for i, s in enumerate(alta_table(cfg, split).study_id)}
-    items = temporal_labels(truth)
-    items = items[items.study_id.astype(str).isin(row_of)]
-    items = items.assign(row=items.study_id.astype(str).map(row_of)).reset_index(drop=True)
+    items = _items(temporal_labels(truth), {str(s): i for i, s in enumerate(alta_table(cfg, split).study_id)})
     model.eval(); emb = {'all': [], 'prior_masked': []}; txt = []; feats = {'slots': [], 'pooled': []}
     with torch.no_grad():
         for b in study_dataloader(cfg, split=split, shuffle=False, train=False, drop_last=False):
-            enc = model.image(*model.select_views(b['images'], b['view_mask']))
-            feats['slots'].append(enc['cls'].flatten(1)); feats['pooled'].append(enc['pooled'])
+            if probes:                                 # before the head: the slots and the fusion
+                enc = model.image(*model.select_views(b['images'], b['view_mask']))
+                feats['slots'].append(enc['cls'].flatten(1)); feats['pooled'].append(enc['pooled'])
             vm = b['view_mask'].clone(); emb['all'].append(model.encode_image(b['images'], vm))
             vm[:, 2:] = False; emb['prior_masked'].append(model.encode_image(b['images'], vm))
             txt.append(model.encode_text(b['input_ids'], b['attention_mask']))
