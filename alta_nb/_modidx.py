@@ -660,6 +660,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'alta_nb.stages.model_dir': ('stages.html#model_dir', 'alta_nb/stages.py'),
                                 'alta_nb.stages.model_key': ('stages.html#model_key', 'alta_nb/stages.py'),
                                 'alta_nb.stages.negate_sentence': ('stages.html#negate_sentence', 'alta_nb/stages.py'),
+                                'alta_nb.stages.negation_candidates': ('stages.html#negation_candidates', 'alta_nb/stages.py'),
                                 'alta_nb.stages.negation_loss': ('stages.html#negation_loss', 'alta_nb/stages.py'),
                                 'alta_nb.stages.pretrained': ('stages.html#pretrained', 'alta_nb/stages.py'),
                                 'alta_nb.stages.report_sentences': ('stages.html#report_sentences', 'alta_nb/stages.py'),

@@ -70,6 +70,7 @@ class _ModelConfig(_DataConfig):
     train_text: bool = False        # also train the text BERT (13 pretrains a stand-in)
     text_rsm_steps: int = 0         # the stand-in's findings↔impression (RSM) steps
     text_negation_weight: float = 1.0   # the stand-in's `negation_loss` weight (13)
+    text_negation_source: str = 'impression'  # its sentences: 'impression' or 'report' (13)
 
 # %% ../nbs/00_core.ipynb #0a465249
 @dataclass
@@ -136,7 +137,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                   multiview='masked', view_dropout=0.5, augment=False, align_mask_ratio=0.25,
                   lr=1e-3, align_text_dropout=0.0, ablation_skip='alta_multiview_masked',
                   warmup_epochs=1.0, eval_per_class=100, bootstrap=200, n_seeds=3,
-                  epoch_weights=True),
+                  epoch_weights=True, text_negation_source='report'),
     'paper': dict(synth_image_size=256, image_size=224, hires_size=448, patch_size=16, vit_dim=768,
                   vit_depth=12, vit_heads=12, decoder_dim=768, decoder_depth=4, decoder_heads=6,
                   text_dim=768, text_layers=12, text_heads=12, text_intermediate=3072,
@@ -297,8 +298,7 @@ def save_metrics(run_dir, **metrics) -> dict:
 
 def save_figure(fig, name: str, run_dir, data=None, dpi: int = 120, caption: str = '') -> Path:
     "Save `fig` as `<run_dir>/figures/<name>.png`, `data` (a DataFrame) as `<name>.csv`; show it."
-    d = Path(run_dir)/'figures'; d.mkdir(parents=True, exist_ok=True)
-    png = d/f'{name}.png'
+    d = Path(run_dir)/'figures'; d.mkdir(parents=True, exist_ok=True); png = d/f'{name}.png'
     with atomic_write(png, 'wb') as f: fig.savefig(f, format='png', dpi=dpi, bbox_inches='tight')
     if data is not None:
         with atomic_write(d/f'{name}.csv') as f: data.to_csv(f, index=False)

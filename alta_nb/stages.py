@@ -15,8 +15,8 @@ from .learner import loader_tokenizer, lr_factor, write_history
 from .train import fit
 
 # %% auto #0
-__all__ = ['model_key', 'model_dir', 'pretrained', 'report_sentences', 'negate_sentence', 'section_pairs', 'negation_loss',
-           'rsm_pretrain', 'text_stand_in']
+__all__ = ['model_key', 'model_dir', 'pretrained', 'report_sentences', 'negate_sentence', 'negation_candidates', 'section_pairs',
+           'negation_loss', 'rsm_pretrain', 'text_stand_in']
 
 # %% ../nbs/13_stages.ipynb #b5e28c1b
 _NOT_WEIGHT_FIELDS = {'device', 'num_workers', 'eval_per_class', 'bootstrap', 'n_seeds',
@@ -25,8 +25,10 @@ _NOT_WEIGHT_FIELDS = {'device', 'num_workers', 'eval_per_class', 'bootstrap', 'n
 # fields only the alignment stage reads: every ALTA variant of a seed shares one MRM pretraining
 _ALIGNMENT_ONLY_FIELDS = {'epochs', 'n_views', 'multiview', 'adapter_ratio', 'adapter_init',
                           'embed_dim', 'train_text', 'head_init', 'cxrbert_path', 'text_rsm_steps',
-                          'text_negation_weight', 'align_mask_ratio', 'align_text_dropout'}
-_TEXT_RSM_FIELDS = {'text_rsm_steps', 'text_negation_weight'}   # ... except the stand-in's own
+                          'text_negation_weight', 'text_negation_source', 'align_mask_ratio',
+                          'align_text_dropout'}
+_TEXT_RSM_FIELDS = {'text_rsm_steps', 'text_negation_weight',      # ... except the stand-in's own
+                    'text_negation_source'}
 
 def model_key(cfg: Config, kind: str) -> str:
     "A short hash of the config fields that set the weights of `kind`, and of the code it runs."
@@ -123,6 +125,12 @@ def negate_sentence(sentence: str) -> str:
         if m := pattern.match(s): return flip(m)
     return 'No ' + s[:1].lower() + s[1:]
 
+def negation_candidates(findings: str, impression: str, source: str = 'impression') -> list[str]:
+    "The sentences the negation term draws from: the impression's, or (`'report'`) both sections'."
+    if source not in ('impression', 'report'): raise ValueError(
+        f"text_negation_source: expected 'impression' or 'report', got {source!r}")
+    return report_sentences(impression if source == 'impression' else f'{findings} {impression}')
+
 # %% ../nbs/13_stages.ipynb #99b6deb5
 def section_pairs(cfg: Config, split: str = 'train') -> list[tuple[str, str]]:
     "(findings, impression) of each `split` study whose report has both: CXR-BERT's RSM pairs."
@@ -173,7 +181,8 @@ def rsm_pretrain(tower: nn.Module, tokenizer, pairs, cfg: Config, steps: int, ba
         f = embed(f for f, _ in batch)
         loss = global_contrastive_loss(f, embed(i for _, i in batch), log_scale.exp())
         if negation_weight:
-            sents = [rng.choice(report_sentences(i)) for _, i in batch]
+            src = cfg.text_negation_source          # 'impression' or 'report' (both sections)
+            sents = [rng.choice(negation_candidates(*p, src)) for p in batch]
             loss = loss + negation_weight * negation_loss(
                 f, embed(sents), embed(map(negate_sentence, sents)), log_scale.exp())
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
