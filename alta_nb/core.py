@@ -30,6 +30,7 @@ class _DataConfig:
     n_subjects: int = 16            # SynthCXR size
     studies_per_subject: int = 3
     synth_image_size: int = 96      # pixels of the generated JPGs on disk
+    report_wording: str = 'plain'   # SynthCXR reports' words: 'plain' or 'real' (01)
     image_size: int = 64            # per-view input of the image tower (paper: 224)
     hires_size: int = 128           # current-frontal MAE target (paper: 448 = 2 × 224)
     num_workers: int = 0
@@ -231,7 +232,6 @@ def repo_root() -> Path:
 def runs_dir() -> Path:
     "Where executed notebooks, metrics and checkpoints go (`$ALTA_RUNS` or `<repo>/_runs`)."
     return Path(os.environ.get('ALTA_RUNS') or repo_root()/'_runs')
-
 def data_dir() -> Path:
     "Where generated datasets and caches go (`$ALTA_DATA` or `<runs>/data`)."
     return Path(os.environ.get('ALTA_DATA') or runs_dir()/'data')

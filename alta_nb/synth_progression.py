@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from .synth_anatomy import _anatomy
+from .synth_wording import REPORT_WORDINGS, reword_report
 
 # %% auto #0
 __all__ = ['FINDINGS', 'MIMIC_CHEXPERT_COLUMNS', 'lateral_only', 'write_report', 'plan_synthcxr']
@@ -184,8 +185,9 @@ def _findings_of(state: dict, prior: dict | None, has_lat: bool, rng,
 
 # %% ../nbs/01_synthcxr.ipynb #dbc6e6b9
 def write_report(state: dict, prior: dict | None, views: set, rng, exam='CHEST (PA AND LAT)',
-                 name_pneumonia: bool = False) -> tuple[str, dict]:
-    "A MIMIC-style report of `state` compared with `prior`, and its labels {label: 1/0/-1}."
+                 name_pneumonia: bool = False, reword=None) -> tuple[str, dict]:
+    """A MIMIC-style report of `state` compared with `prior`, and its labels {label: 1/0/-1};
+    `reword` (a random stream): its sentences in real reports' words (`reword_report`)"""
     c = lambda xs: str(rng.choice(xs))
     findings, impression, labels = _findings_of(state, prior, bool(views & {'LATERAL', 'LL'}), rng,
                                                 name_pneumonia)
@@ -205,8 +207,10 @@ def write_report(state: dict, prior: dict | None, views: set, rng, exam='CHEST (
     indication = c(['___ with shortness of breath.',
                     '___ year old with cough and fever, evaluate for pneumonia.',
                     'Chest pain.', 'Evaluate for interval change.', '___M with dyspnea.'])
+    if reword is not None: findings, impression = reword_report(findings, impression, reword)
     return _layout_report(exam, indication, comparison, findings, impression), labels
 
+# %% ../nbs/01_synthcxr.ipynb #ff1db830
 def _wrap(sentences, width=70):
     lines, cur = [], ''
     for word in ' '.join(sentences).split():
@@ -240,9 +244,10 @@ def _pick_views(rng, t: int, portable: bool, p_lateral: float, p_no_frontal: flo
         views.append('LL' if rng.random() < 0.1 else 'LATERAL')
     return views
 
-def _report_of(state, prior_state, views, portable, rng, p_empty_report) -> tuple[str, dict, str]:
+def _report_of(state, prior_state, views, portable, rng, p_empty_report,
+               reword=None) -> tuple[str, dict, str]:
     "The study's report, its labels, and its kind: full, or (rarely) impression-only or empty."
-    report, labels = write_report(state, prior_state, set(views), rng,
+    report, labels = write_report(state, prior_state, set(views), rng, reword=reword,
                                   exam='CHEST (PORTABLE AP)' if portable else 'CHEST (PA AND LAT)')
     kind = ('empty' if rng.random() < p_empty_report
             else 'impression_only' if rng.random() < 0.08 else 'full')
@@ -253,9 +258,10 @@ def _report_of(state, prior_state, views, portable, rng, p_empty_report) -> tupl
 
 # %% ../nbs/01_synthcxr.ipynb #68490685
 def _plan_subject(i, sid, study_ids, split, seed, k, size, p_lateral, p_no_frontal,
-                  p_empty_report) -> tuple[list, list]:
+                  p_empty_report, wording='plain') -> tuple[list, list]:
     "The image rows and study records of subject number `i` (id `sid`): `k` studies in time order."
     rng = np.random.default_rng([seed, int(i)])
+    reword = np.random.default_rng([seed, int(i), 7]) if wording == 'real' else None  # own stream
     anat = _anatomy(rng)
     images, studies = [], []
     day = int(rng.integers(0, 3000)); state = None; prior_state = None
@@ -269,7 +275,8 @@ def _plan_subject(i, sid, study_ids, split, seed, k, size, p_lateral, p_no_front
         portable = rng.random() < (0.55 if state['devices'][0] else 0.25)
         views = _pick_views(rng, t, portable, p_lateral, p_no_frontal)
         dicoms = [_dicom_id(rng) for _ in views]
-        report, labels, kind = _report_of(state, prior_state, views, portable, rng, p_empty_report)
+        report, labels, kind = _report_of(state, prior_state, views, portable, rng, p_empty_report,
+                                          reword)
         for v, d in zip(views, dicoms):
             w = int(round(size * (rng.uniform(.82, 1.0) if v in ('PA', 'AP')
                                   else rng.uniform(.9, 1.0))))
@@ -287,8 +294,11 @@ def _plan_subject(i, sid, study_ids, split, seed, k, size, p_lateral, p_no_front
 # %% ../nbs/01_synthcxr.ipynb #4a0b559c
 def plan_synthcxr(n_subjects: int, studies_per_subject: int, seed: int = 0, size: int = 96,
                   p_lateral: float = .7, p_no_frontal: float = .03,
-                  p_empty_report: float = .03) -> dict:
-    "Plan a SynthCXR dataset: `images`, `studies` (states, reports, labels), `truth` as DataFrames."
+                  p_empty_report: float = .03, wording: str = 'plain') -> dict:
+    """Plan a SynthCXR dataset: `images`, `studies` (states, reports, labels), `truth` as
+    DataFrames; `wording='real'` words the reports as real ones do (same labels and pictures)"""
+    if wording not in REPORT_WORDINGS:
+        raise ValueError(f"report wording {wording!r}: expected one of {REPORT_WORDINGS}")
     if n_subjects < 1 or studies_per_subject < 1:
         raise ValueError(f"need n_subjects >= 1 and studies_per_subject >= 1, got {n_subjects}, "
                          f"{studies_per_subject}")
@@ -301,7 +311,7 @@ def plan_synthcxr(n_subjects: int, studies_per_subject: int, seed: int = 0, size
     images, studies = [], []
     for i, sid in enumerate(subjects):
         im, st = _plan_subject(i, sid, study_ids, split_of[i], seed, studies_per_subject, size,
-                               p_lateral, p_no_frontal, p_empty_report)
+                               p_lateral, p_no_frontal, p_empty_report, wording)
         images += im; studies += st
     return dict(images=pd.DataFrame(images), studies=studies, truth=_truth(studies))
 

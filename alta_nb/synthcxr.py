@@ -149,7 +149,8 @@ GENERATOR_VERSION = 5      # bump when the pictures or reports change, so caches
 def synthcxr_key(cfg: Config, fmt: str = 'jpg') -> str:
     "The cache folder name of `cfg`'s SynthCXR."
     return (f"n{cfg.n_subjects}x{cfg.studies_per_subject}_px{cfg.synth_image_size}_seed{cfg.seed}"
-            f"_{fmt}_v{GENERATOR_VERSION}")
+            f"_{fmt}_v{GENERATOR_VERSION}"
+            + ('' if cfg.report_wording == 'plain' else f'_{cfg.report_wording}'))
 
 def _build_atomically(final: Path, build) -> Path:
     "Run `build(tmp_dir)` in a temp folder beside `final`, then rename it to `final` (first wins)."
@@ -169,11 +170,12 @@ def ensure_synthcxr(cfg: Config, fmt: str = 'jpg') -> Path:
     def build(root):
         from alta_nb.mimic import build_alta_table       # the next notebook's builder
         write_synthcxr(root, plan_synthcxr(cfg.n_subjects, cfg.studies_per_subject, cfg.seed,
-                                           cfg.synth_image_size), fmt)
+                                           cfg.synth_image_size, wording=cfg.report_wording), fmt)
         build_alta_table(root, root/'alta_train.csv', verbose=False)
         (root/'synthcxr.json').write_text(json.dumps(dict(
             n_subjects=cfg.n_subjects, studies_per_subject=cfg.studies_per_subject,
-            size=cfg.synth_image_size, seed=cfg.seed, fmt=fmt, version=GENERATOR_VERSION)))
+            size=cfg.synth_image_size, seed=cfg.seed, fmt=fmt, version=GENERATOR_VERSION,
+            **({} if cfg.report_wording == 'plain' else dict(wording=cfg.report_wording)))))
     return _build_atomically(data_dir()/'synthcxr'/synthcxr_key(cfg, fmt), build)
 
 # %% ../nbs/01_synthcxr.ipynb #e0379294
