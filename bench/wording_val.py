@@ -8,7 +8,7 @@ the pneumonia AUROC of the RSNA prompts on validation, `negation_cos`, the share
 tokens (a diagnostic, never a yardstick), and the share of the Open-i reports' word tokens that the pretraining
 corpus covers (../shared/realcxr, read in place; left out when absent). No evaluation set is read.
 
-    python bench/wording_val.py plain real          # [field=value ...] changes the base config
+    python bench/wording_val.py plain real seeds=100,101,102   # [field=value ...] changes the base config
 """
 import sys, re, collections, time
 sys.path.insert(0, str(__import__('pathlib').Path(__file__).parent))
@@ -47,13 +47,14 @@ def pneu(m, c):
     return round(auroc(y[y >= 0] == 1, s[y >= 0]), 3)
 
 words, rows = [a for a in sys.argv[1:] if '=' not in a], []
-extra = parse_overrides([a for a in sys.argv[1:] if '=' in a])
-for w in words:
-    c = get_config('teach', seed=100, report_wording=w, **extra); t0 = time.time()
+seeds = [int(x) for a in sys.argv[1:] if a.startswith('seeds=') for x in a[6:].split(',')] or [100]
+extra = parse_overrides([a for a in sys.argv[1:] if '=' in a and not a.startswith('seeds=')])
+for w, seed in [(w, sd) for w in words for sd in seeds]:
+    c = get_config('teach', seed=seed, report_wording=w, **extra); t0 = time.time()
     row = tl.variant(c, 'official'); m = pretrained(c, 'alta')
     toks = [t for ps in class_prompts().values() for p in ps for t in m.tokenizer.tokenize(p)]
     sc = collections.Counter(x for t in alta_table(c.pretraining(), 'train').report for x in W(t))
-    row = dict(wording=w, val_mrr=row['val_mrr_all_slots'], val_mrr_frontal=row['val_mrr_frontal'],
+    row = dict(wording=w, seed=seed, val_mrr=row['val_mrr_all_slots'], val_mrr_frontal=row['val_mrr_frontal'],
                train_mrr=row['train_mrr_all_slots'], txt_cos=row['txt_cos'],
                vocab=len(m.tokenizer), prompt_pieces=round(np.mean([t.startswith('##') for t in toks]), 3),
                openi_cov=round(sum(n for x, n in oc.items() if x in sc) / sum(oc.values()), 3) if oc else None,
@@ -63,4 +64,5 @@ for w in words:
         z = zs5(m, cc); row |= {f'{tag}zs5_n': z['n'], f'{tag}zs5_acc': z['acc'], f'{tag}zs5_auroc': z['auroc'],
                                 f'{tag}pneu_auroc': pneu(m, cc)}
     row['s'] = round(time.time() - t0); rows.append(row); print('ROW', row, flush=True)
-print(pd.DataFrame(rows).to_string())
+df = pd.DataFrame(rows); print(df.to_string())
+print(df.drop(columns='seed').groupby('wording').agg(['mean', 'std']).round(3).T.to_string())
