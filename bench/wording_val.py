@@ -14,15 +14,15 @@ import sys, re, collections, time
 sys.path.insert(0, str(__import__('pathlib').Path(__file__).parent))
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
 import teach_levers as tl
-from alta_nb.core import get_config, parse_overrides
+from alta_nb.core import get_config, parse_overrides, repo_root
 from alta_nb.stages import pretrained
 from alta_nb.ablations import validation_embeddings, validation_pneumonia
-from alta_nb.zeroshot import ensemble_class_embeddings, class_prompts, multiclass_zeroshot, auroc
+from alta_nb.zeroshot import (ensemble_class_embeddings, class_prompts, multiclass_zeroshot, auroc,
+                              RSNA_PROMPTS)
+from alta_nb.eval_sets import CHEXPERT_5 as CLS5
 from alta_nb.retrieval import negation_cos
 from alta_nb.data import alta_table, study_root
 from alta_nb.readers import read_openi_reports
-from alta_nb.core import repo_root
-CLS5 = ['Atelectasis', 'Cardiomegaly', 'Consolidation', 'Edema', 'Pleural Effusion']
 W = lambda s: re.findall(r"[a-z]+", str(s).lower())
 OPENI = repo_root().parent/'shared'/'realcxr'/'NLMCXR_reports.tgz'
 if OPENI.exists():
@@ -41,8 +41,7 @@ def zs5(m, c):
 
 def pneu(m, c):
     y = validation_pneumonia(c); img = F.normalize(validation_embeddings(m, c, views=1)[0].float(), dim=-1)
-    cls = ensemble_class_embeddings(m, m.tokenizer, {'Pneumonia': ['There is pneumonia'],
-                                    'Normal': ['There is no pneumonia']}, ['Normal', 'Pneumonia'], c)
+    cls = ensemble_class_embeddings(m, m.tokenizer, RSNA_PROMPTS, ['Normal', 'Pneumonia'], c)
     s = torch.softmax(img @ cls.T, -1)[:, 1].numpy()
     return round(auroc(y[y >= 0] == 1, s[y >= 0]), 3)
 
