@@ -145,6 +145,30 @@ def baseline_row(cfg) -> dict:
     return row
 
 
+def zs5(m, c) -> dict:
+    "Five-class zero-shot of `c`'s validation frontals positive for exactly one class (kit prompts)."
+    from alta_nb.zeroshot import ensemble_class_embeddings, class_prompts, multiclass_zeroshot
+    from alta_nb.eval_sets import CHEXPERT_5 as CLS5
+    from alta_nb.data import alta_table, study_root
+    from alta_nb.ablations import validation_embeddings
+    root = study_root(c)[0]; lab = pd.read_csv(root/'mimic-cxr-2.0.0-chexpert.csv').set_index('study_id')
+    ids = alta_table(c, 'validate').study_id.values
+    L = (lab.loc[ids, CLS5].fillna(0).values == 1); one = L.sum(1) == 1
+    img = F.normalize(validation_embeddings(m, c, views=1)[0].float(), dim=-1)
+    cls = ensemble_class_embeddings(m, m.tokenizer, class_prompts(), CLS5, c)
+    r = multiclass_zeroshot((img @ cls.T).numpy()[one], L[one].argmax(1))
+    return dict(n=int(one.sum()), acc=round(r['acc'], 3), auroc=round(r['auroc'], 3))
+
+def pneu(m, c) -> float:
+    "Pneumonia AUROC of `c`'s validation frontals scored with the kit's RSNA prompts."
+    from alta_nb.zeroshot import ensemble_class_embeddings, auroc, RSNA_PROMPTS
+    from alta_nb.ablations import validation_embeddings, validation_pneumonia
+    y = validation_pneumonia(c); img = F.normalize(validation_embeddings(m, c, views=1)[0].float(), dim=-1)
+    cls = ensemble_class_embeddings(m, m.tokenizer, RSNA_PROMPTS, ['Normal', 'Pneumonia'], c)
+    s = torch.softmax(img @ cls.T, -1)[:, 1].numpy()
+    return round(auroc(y[y >= 0] == 1, s[y >= 0]), 3)
+
+
 def variant(cfg, spec: str) -> dict:
     "Train (or load from the stage cache) the ALTA of `spec` and score it on validation."
     if spec == 'baseline': return baseline_row(cfg)

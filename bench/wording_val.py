@@ -16,12 +16,9 @@ import numpy as np, pandas as pd, torch, torch.nn.functional as F
 import teach_levers as tl
 from alta_nb.core import get_config, parse_overrides, repo_root
 from alta_nb.stages import pretrained
-from alta_nb.ablations import validation_embeddings, validation_pneumonia
-from alta_nb.zeroshot import (ensemble_class_embeddings, class_prompts, multiclass_zeroshot, auroc,
-                              RSNA_PROMPTS)
-from alta_nb.eval_sets import CHEXPERT_5 as CLS5
+from alta_nb.zeroshot import class_prompts
 from alta_nb.retrieval import negation_cos
-from alta_nb.data import alta_table, study_root
+from alta_nb.data import alta_table
 from alta_nb.readers import read_openi_reports
 W = lambda s: re.findall(r"[a-z]+", str(s).lower())
 OPENI = repo_root().parent/'shared'/'realcxr'/'NLMCXR_reports.tgz'
@@ -29,21 +26,6 @@ if OPENI.exists():
     oi = read_openi_reports(OPENI)
     oc = collections.Counter(w for t in oi.findings.fillna('') + ' ' + oi.impression.fillna('') for w in W(t))
 else: oc = None; print(f'{OPENI}: absent, so no Open-i coverage')
-
-def zs5(m, c):
-    root = study_root(c)[0]; lab = pd.read_csv(root/'mimic-cxr-2.0.0-chexpert.csv').set_index('study_id')
-    ids = alta_table(c, 'validate').study_id.values
-    L = (lab.loc[ids, CLS5].fillna(0).values == 1); one = L.sum(1) == 1
-    img = F.normalize(validation_embeddings(m, c, views=1)[0].float(), dim=-1)
-    cls = ensemble_class_embeddings(m, m.tokenizer, class_prompts(), CLS5, c)
-    r = multiclass_zeroshot((img @ cls.T).numpy()[one], L[one].argmax(1))
-    return dict(n=int(one.sum()), acc=round(r['acc'], 3), auroc=round(r['auroc'], 3))
-
-def pneu(m, c):
-    y = validation_pneumonia(c); img = F.normalize(validation_embeddings(m, c, views=1)[0].float(), dim=-1)
-    cls = ensemble_class_embeddings(m, m.tokenizer, RSNA_PROMPTS, ['Normal', 'Pneumonia'], c)
-    s = torch.softmax(img @ cls.T, -1)[:, 1].numpy()
-    return round(auroc(y[y >= 0] == 1, s[y >= 0]), 3)
 
 words, rows = [a for a in sys.argv[1:] if '=' not in a], []
 seeds = [int(x) for a in sys.argv[1:] if a.startswith('seeds=') for x in a[6:].split(',')] or [100]
@@ -60,8 +42,8 @@ for w, seed in [(w, sd) for w in words for sd in seeds]:
                openi_top300=sum(x in sc for x, _ in oc.most_common(300)) if oc else None,
                neg_cos=round(negation_cos(m, m.tokenizer, c), 3))
     for tag, cc in (('', c), ('pre_', c.pretraining())):
-        z = zs5(m, cc); row |= {f'{tag}zs5_n': z['n'], f'{tag}zs5_acc': z['acc'], f'{tag}zs5_auroc': z['auroc'],
-                                f'{tag}pneu_auroc': pneu(m, cc)}
+        z = tl.zs5(m, cc); row |= {f'{tag}zs5_n': z['n'], f'{tag}zs5_acc': z['acc'], f'{tag}zs5_auroc': z['auroc'],
+                                f'{tag}pneu_auroc': tl.pneu(m, cc)}
     row['s'] = round(time.time() - t0); rows.append(row); print('ROW', row, flush=True)
 df = pd.DataFrame(rows); print(df.to_string())
 print(df.drop(columns='seed').groupby('wording').agg(['mean', 'std']).round(3).T.to_string())
