@@ -12,7 +12,7 @@ corpus covers (../shared/realcxr, read in place; left out when absent). No evalu
 """
 import sys, re, collections, time
 sys.path.insert(0, str(__import__('pathlib').Path(__file__).parent))
-import numpy as np, pandas as pd, torch, torch.nn.functional as F
+import numpy as np, pandas as pd
 import teach_levers as tl
 from alta_nb.core import get_config, parse_overrides, repo_root
 from alta_nb.stages import pretrained
