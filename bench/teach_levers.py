@@ -169,17 +169,10 @@ def pneu(m, c) -> float:
     return round(auroc(y[y >= 0] == 1, s[y >= 0]), 3)
 
 
-def variant(cfg, spec: str) -> dict:
-    "Train (or load from the stage cache) the ALTA of `spec` and score it on validation."
-    if spec == 'baseline': return baseline_row(cfg)
-    from alta_nb.core import parse_overrides
-    from alta_nb.stages import pretrained
+def retrieval_row(m, c) -> dict:
+    "Validation MRR (four slots, frontal), embedding cosines, and the MRR on as many training pairs."
     from alta_nb.ablations import validation_embeddings, validation_mrr
-    name, *kv = spec.split(':')
-    c = cfg.replace(**parse_overrides(kv)) if kv else cfg
-    t0 = time.perf_counter()
-    m = pretrained(c, 'alta')
-    row = dict(variant=name, overrides=':'.join(kv) or '(teach)', seconds=round(time.perf_counter() - t0))
+    row = {}
     for views, tag in ((None, 'all_slots'), (1, 'frontal')):
         img, txt = validation_embeddings(m, c, views)
         row[f'val_mrr_{tag}'] = validation_mrr(m, c, (img, txt))
@@ -187,6 +180,20 @@ def variant(cfg, spec: str) -> dict:
     row['txt_cos'] = mean_cos(txt)
     img, txt = (e[:len(txt)] for e in validation_embeddings(m, c, split='train'))   # as many training pairs
     row['train_mrr_all_slots'] = validation_mrr(m, c, (img, txt))     # did alignment fit its own pairs?
+    return row
+
+
+def variant(cfg, spec: str) -> dict:
+    "Train (or load from the stage cache) the ALTA of `spec` and score it on validation."
+    if spec == 'baseline': return baseline_row(cfg)
+    from alta_nb.core import parse_overrides
+    from alta_nb.stages import pretrained
+    name, *kv = spec.split(':')
+    c = cfg.replace(**parse_overrides(kv)) if kv else cfg
+    t0 = time.perf_counter()
+    m = pretrained(c, 'alta')
+    row = dict(variant=name, overrides=':'.join(kv) or '(teach)', seconds=round(time.perf_counter() - t0))
+    row |= retrieval_row(m, c)
     row |= temporal_check(m, c, probes=False) | {f'pre_{k}': v for k, v in temporal_check(m, c.pretraining()).items()}
     print('variant', row, flush=True)
     return row

@@ -28,7 +28,6 @@ from alta_nb.data import study_dataloader
 from alta_nb.learner import loader_tokenizer
 from alta_nb.train import fit
 from alta_nb.stages import pretrained, text_stand_in
-from alta_nb.ablations import validation_embeddings, validation_mrr
 
 STARTS = ('random', 'mrm_image', 'standin_text', 'both')
 
@@ -48,12 +47,10 @@ def clip_from(c, start: str):
 
 
 def score(m, c) -> dict:
-    row = {}
-    for views, tag in ((None, 'val_mrr_4'), (1, 'val_mrr_frontal')):
-        row[tag] = round(validation_mrr(m, c, validation_embeddings(m, c, views)), 3)
-    n = len(validation_embeddings(m, c)[1])
-    img, txt = (e[:n] for e in validation_embeddings(m, c, split='train'))
-    row['train_mrr'] = round(validation_mrr(m, c, (img, txt)), 3)
+    r = tl.retrieval_row(m, c)
+    row = {k: round(r[j], 3) for k, j in (('val_mrr_4', 'val_mrr_all_slots'),
+                                          ('val_mrr_frontal', 'val_mrr_frontal'),
+                                          ('train_mrr', 'train_mrr_all_slots'))}
     z = tl.zs5(m, c.pretraining())
     return row | dict(zs5_acc=z['acc'], zs5_n=z['n'], pneu_auroc=tl.pneu(m, c.pretraining()))
 
