@@ -50,6 +50,8 @@ TARGETS = [  # (what, stem, metric, op, bound): the teach profile's targets, #31
 
 # %% ../nbs/97_status.ipynb #evidcd01
 _A = 'abl_alta_multiview'   # the headline model's prefix in 18's metrics
+_MLM_IMAGE = ("MRM's report modeling: loss gain from a study's own image over another's, "
+              'nats per hidden token (0: it ignores the image)', '05_mrm', 'mrm_mlm_image_gain')
 EVIDENCE = {  # target metric: [(label, stem, metric)] — the run's numbers that say why
     'mae_masked_mse_over_mean': [
         ('oracle (truth at encoder resolution)', '05_mrm', 'mae_oracle_input_res'),
@@ -81,7 +83,8 @@ EVIDENCE = {  # target metric: [(label, stem, metric)] — the run's numbers tha
          '18_ablations', 'val_negation_cos_train_text_True'),
         ('CLIP from scratch', '18_ablations', 'abl_clip_scratch_negation_cos_mean')],
     **{f'alta_flops_to_match_clip_{m}': [
-        ('seeds that reach it', '18_ablations', f'alta_flops_to_match_clip_{m}_seeds_reached')]
+        ('seeds that reach it', '18_ablations', f'alta_flops_to_match_clip_{m}_seeds_reached'),
+        _MLM_IMAGE]
        for m in ('txt2img_p_at_10', 'zeroshot_chexpert_acc')},
 }
 
@@ -119,7 +122,8 @@ EVIDENCE |= {  # the decision-rule targets
          '18_ablations', 'abl_mrm_features_img2txt_p_at_10_mean'),
         ('its zero-shot', '18_ablations', 'abl_mrm_features_zeroshot_chexpert_acc_mean'),
         ('random_init img2txt', '18_ablations', 'abl_random_init_img2txt_p_at_10_mean'),
-        ('its zero-shot', '18_ablations', 'abl_random_init_zeroshot_chexpert_acc_mean')],
+        ('its zero-shot', '18_ablations', 'abl_random_init_zeroshot_chexpert_acc_mean'),
+        _MLM_IMAGE],
 }
 
 # %% ../nbs/97_status.ipynb #a926fa47
