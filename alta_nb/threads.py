@@ -26,8 +26,9 @@ def machine_busy_seconds() -> float | None:
 # %% ../nbs/11_scaling.ipynb #ad1709f0
 class AutoThreads:
     "Around each step: `start()`, the step, `stop()`: the next step's threads (`threads_for`)."
-    def __init__(self, max_threads: int = 0, min_window: float = 0.05):
+    def __init__(self, max_threads: int = 0, min_window: float = 0.05, patience: int = 3):
         self.max, self.min_window = max_threads or torch.get_num_threads(), min_window
+        self.patience, self.streak = patience, 0    # windows in a row that must ask for a change
         self.mark, self.others = None, 0.0
 
     def start(self):
@@ -35,15 +36,17 @@ class AutoThreads:
         self.mark = None if b is None else (time.perf_counter(), b, time.process_time())
 
     def stop(self) -> int:
-        "Measure the window since `start`; set and return the next step's thread count."
+        "Measure the window since `start`; the next step's thread count (`patience` windows agree)."
         if self.mark is None: return torch.get_num_threads()
         (t0, b0, p0), self.mark = self.mark, None
         wall = time.perf_counter() - t0
         if wall < self.min_window: return torch.get_num_threads()    # too short to measure
         own = time.process_time() - p0
         self.others = max(0.0, machine_busy_seconds() - b0 - own) / wall
-        n = threads_for(self.others, self.max)
-        if n != torch.get_num_threads(): torch.set_num_threads(n)
+        n, now = threads_for(self.others, self.max), torch.get_num_threads()
+        self.streak = self.streak + 1 if n != now else 0
+        if self.streak < self.patience: return now          # a blip changes nothing
+        torch.set_num_threads(n); self.streak = 0
         return n
 
 class AutoThreadsCB(Callback):

@@ -15,7 +15,11 @@ Variants (the model is the kit's in every one, so only the thread settings diffe
   torch_1t       `import torch` first with OMP_NUM_THREADS=1: the official run.sh's setting
   torch_spin<N>  `import torch` first with GOMP_SPINCOUNT=N: workers spin N pause loops, then sleep
 
-    python bench/cpu_load.py                       # teach-size step, batch 4, ~2-3 min on 2 cores
+A phase's first `--settle` steps per variant (default 3, `AutoThreads`' patience) are not timed: the kit changes its
+thread count only when three windows in a row ask for it (a blip of another process must not change the numbers of a
+run), so it answers a load that lasts, and the medians are those of the steady state, for every variant alike.
+
+    python bench/cpu_load.py                       # teach-size step, batch 4, ~5 min on 2 cores
     python bench/cpu_load.py --rounds 10 --busy 2 --variants kit,torch_passive
 """
 import argparse, glob, json, os, statistics, subprocess, sys, time
@@ -66,8 +70,10 @@ def child(a):
         t = bench.step()
         if auto: auto.stop()
         return t
-    for line in sys.stdin:                        # "<steps>": time that many steps now; blocks (sleeps) in between
-        n = int(line); add = add_ms(); times, vol = [], []
+    for line in sys.stdin:                        # "<settle> <steps>": untimed steps, then timed ones; sleeps between
+        settle, n = map(int, line.split())
+        for _ in range(settle): step()
+        add = add_ms(); times, vol = [], []
         for _ in range(n):
             v0 = _voluntary(); times.append(step()); vol.append(_voluntary() - v0)
         print(json.dumps(dict(step=times, add_ms=add, vol=vol)), flush=True)
@@ -78,6 +84,7 @@ def main(argv=None):
     p.add_argument('--profile', default='teach', choices=['smoke', 'teach', 'paper'])
     p.add_argument('--batch', type=int, default=4, help='studies per step')
     p.add_argument('--steps', type=int, default=2, help='timed steps per variant per phase')
+    p.add_argument('--settle', type=int, default=3, help="untimed steps first (AutoThreads' patience)")
     p.add_argument('--rounds', type=int, default=5, help='alone/busy phase pairs')
     p.add_argument('--busy', type=int, default=1, help='competing busy processes in a busy phase')
     p.add_argument('--variants', default='kit,torch,torch_passive,torch_1t')
@@ -109,7 +116,7 @@ def main(argv=None):
                 try:
                     if procs: time.sleep(0.3)
                     for v in variants[r % len(variants):] + variants[:r % len(variants)]:   # rotate who goes first
-                        res = ask(v, str(a.steps))
+                        res = ask(v, f'{a.settle} {a.steps}')
                         runs[v][phase] += res['step']; runs[v][f'{phase}_vol'] += res['vol']; runs[v][f'{phase}_add_ms'].append(res['add_ms'])
                 finally:
                     for q in procs: q.kill(); q.wait()
