@@ -16,16 +16,12 @@ import pandas as pd
 import alta_nb.threads as T
 from alta_nb.core import get_config
 from alta_nb.alta import build_model
+from alta_nb.compute import fake_batch
 
 
 def step_check():
-    c = get_config('teach', seed=0); g = torch.Generator().manual_seed(0)
-    torch.manual_seed(0); m = build_model(c, 'mrm', None, 'cpu')
-    B, L = 16, 64
-    batch = dict(images=torch.rand(B, 4, 3, c.image_size, c.image_size, generator=g),
-                 hires=torch.rand(B, 3, c.hires_size, c.hires_size, generator=g),
-                 input_ids=torch.randint(5, 900, (B, L), generator=g),
-                 attention_mask=torch.ones(B, L, dtype=torch.long))
+    c = get_config('teach', seed=0)
+    torch.manual_seed(0); m = build_model(c, 'mrm', None, 'cpu'); batch = fake_batch(c, 16)
     runs = []
     for n in (2, 2, 1):
         torch.set_num_threads(n); m.zero_grad(); torch.manual_seed(1)
